@@ -15,6 +15,18 @@
 // buffer_space() allow. read() and write() never block and may transfer less
 // than asked. A peer that misbehaves can make the channel Closed; it can never
 // make this side read or write outside its own buffers.
+//
+// Wake-ups are edge-like (as with libvchan's event channel): fd() becomes
+// readable when something CHANGES. Before sleeping on fd(), drain what is
+// there: read until read() returns less than asked or data_ready() is 0, and
+// a writer waiting for room calls buffer_space() (which, like libvchan, also
+// asks the peer for a wake-up when it frees space).
+//
+// fd() stays the same from serve()/connect() until close() in every current
+// transport (unix and shm hand out an epoll fd; xen the event-channel fd);
+// callers that re-read fd() after handle_events() stay correct should a
+// future transport swap it (e.g. once a server accepted its peer). After
+// close() fd() is -1.
 #pragma once
 
 #include <chrono>
@@ -30,7 +42,8 @@
 namespace qaudio {
 
 enum class ChannelState {
-  Waiting,  // server side: created, no peer yet
+  Waiting,  // server: created, no peer yet; shm client (zero connect timeout):
+            // connected, the server's grant not received yet
   Open,     // peer connected
   Closed,   // peer left, error, or close() was called; terminal
 };
@@ -84,8 +97,10 @@ class Transport {
   virtual Result<std::unique_ptr<Channel>> serve(const ChannelAddress& addr,
                                                  const RingSizes& sizes) = 0;
   // Client role: connects, retrying until the server's endpoint appears or
-  // `timeout` passes. A zero timeout makes exactly one attempt (for callers
-  // that retry with their own backoff from an event loop).
+  // `timeout` passes, and returns an Open channel. A zero timeout makes
+  // exactly one attempt (for callers that retry with their own backoff from
+  // an event loop); then the channel may still be Waiting for the server's
+  // side of the handshake (shm), which handle_events() completes.
   virtual Result<std::unique_ptr<Channel>> connect(const ChannelAddress& addr,
                                                    std::chrono::milliseconds timeout) = 0;
   virtual std::string name() const = 0;  // "unix", "shm", "xen"

@@ -350,6 +350,12 @@ class Parser {
       }
       return;
     }
+    total_bytes_ += text->size();
+    if (total_bytes_ > lim_.max_total_bytes) {
+      error(path, 0, "policy larger than " + std::to_string(lim_.max_total_bytes) +
+                         " bytes in total");
+      return;
+    }
     out_.files.push_back(path);
     note_dir(parent_of(path));
     stack_.push_back(id);
@@ -538,6 +544,7 @@ class Parser {
   PolicySnapshot& out_;
   std::vector<std::string> stack_;
   bool too_many_reported_ = false;
+  size_t total_bytes_ = 0;
 };
 
 }  // namespace

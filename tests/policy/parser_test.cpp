@@ -342,6 +342,23 @@ TEST(PolicyParser, InputIsBounded) {
   EXPECT_NE(many.errors[0].message.find("too many rules"), std::string::npos);
 }
 
+TEST(PolicyParser, NumberOfFilesAndTotalSizeAreBounded) {
+  MapFs fs;
+  for (int i = 0; i < 10; ++i) {
+    fs.files["/p/d/" + std::to_string(i) + ".policy"] = "# " + std::string(50, 'x') + "\n";
+  }
+  PolicyLimits lim;
+  lim.max_files = 4;
+  auto files = parse_policy_text("!include-dir d\n", "/p/x.policy", "/p", fs, lim);
+  ASSERT_FALSE(files.valid());
+  EXPECT_NE(files.errors[0].message.find("too many policy files"), std::string::npos);
+  lim = PolicyLimits();
+  lim.max_total_bytes = 200;
+  auto bytes = parse_policy_text("!include-dir d\n", "/p/x.policy", "/p", fs, lim);
+  ASSERT_FALSE(bytes.valid());
+  EXPECT_NE(bytes.errors[0].message.find("bytes in total"), std::string::npos);
+}
+
 TEST(PolicyParser, NulAndBinaryBytesAreErrorsNotCrashes) {
   auto s = parse_text(std::string("qaudio.Mic * work sys-audio allow\0\n", 35) +
                       "\xff\xfe @anyvm x y z\n");

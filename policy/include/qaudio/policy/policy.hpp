@@ -73,6 +73,7 @@ struct PolicyLimits {
   size_t max_line_bytes = 4096;
   size_t max_rules = 20000;
   size_t max_files = 512;
+  size_t max_total_bytes = 16 << 20;
   int max_include_depth = 16;
 };
 

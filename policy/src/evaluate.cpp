@@ -126,6 +126,13 @@ bool spec_matches_target(const QubeSpec& spec,
   return false;
 }
 
+bool redirected_elsewhere(const Decision& d, const std::string& audio_qube) {
+  if (d.action == Action::Deny || d.target.empty() || d.target == "@default") {
+    return false;
+  }
+  return normalise_qube(d.target) != normalise_qube(audio_qube);
+}
+
 Decision evaluate(const PolicySnapshot& policy,
                   const Request& request,
                   const QubeInfoProvider& qubes) {

@@ -352,8 +352,8 @@ class Parser {
     }
     total_bytes_ += text->size();
     if (total_bytes_ > lim_.max_total_bytes) {
-      error(path, 0, "policy larger than " + std::to_string(lim_.max_total_bytes) +
-                         " bytes in total");
+      error(path, 0,
+            "policy larger than " + std::to_string(lim_.max_total_bytes) + " bytes in total");
       return;
     }
     out_.files.push_back(path);

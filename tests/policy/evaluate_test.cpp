@@ -149,6 +149,20 @@ TEST(PolicyEvaluate, AllowReportsTargetAndRedirect) {
   EXPECT_EQ(mic.target, "sys-audio");
 }
 
+TEST(PolicyEvaluate, RedirectToAnotherQubeIsDetected) {
+  auto qubes = table_qubes();
+  auto snap = parse_text(
+      "qaudio.Mic * work @anyvm allow target=other-audio\n"
+      "qaudio.Mic * personal @anyvm ask target=sys-audio\n"
+      "qaudio.Mic * untrusted @anyvm allow\n");
+  Decision w = evaluate(snap, Request{"qaudio.Mic", "+", "work", "sys-audio"}, qubes);
+  EXPECT_TRUE(redirected_elsewhere(w, "sys-audio"));
+  Decision p = evaluate(snap, Request{"qaudio.Mic", "+", "personal", "@default"}, qubes);
+  EXPECT_FALSE(redirected_elsewhere(p, "sys-audio"));
+  Decision u = evaluate(snap, Request{"qaudio.Mic", "+", "untrusted", "sys-audio"}, qubes);
+  EXPECT_FALSE(redirected_elsewhere(u, "sys-audio"));
+}
+
 TEST(PolicyEvaluate, AskCarriesDefaultTargetAndNotify) {
   auto snap = parse_text("qaudio.Mic * work @default ask default_target=sys-audio notify=yes\n");
   Decision d = evaluate(snap, Request{"qaudio.Mic", "+", "work", "@default"}, table_qubes());

@@ -110,6 +110,10 @@ Decision evaluate(const PolicySnapshot& policy,
                   const Request& request,
                   const QubeInfoProvider& qubes);
 
+// True when an allow/ask decision sends the call to a qube other than
+// `audio_qube` (a target= redirect): the caller must then treat it as deny.
+bool redirected_elsewhere(const Decision& d, const std::string& audio_qube);
+
 bool spec_matches_source(const QubeSpec& spec,
                          const std::string& source,
                          const QubeInfoProvider& qubes);

@@ -53,9 +53,9 @@ Seeds decoder_seeds() {
   std::vector<std::byte> pcm(kMaxMicData, std::byte{0x11});
   s["mic_data_max"] = cat({seed_byte(4), frame_of(MicData{pcm}), frame_of(MicStop{})});
   s["length_over_max"] = cat({seed_byte(5), raw_frame(1, 0, 0x0060, kMaxPayload + 1)});
-  s["truncated_frame"] =
-      cat({seed_byte(6), std::vector<std::byte>(frame_of(Latency{5, 6}).begin(),
-                                                frame_of(Latency{5, 6}).end() - 3)});
+  auto latency = frame_of(Latency{5, 6});
+  latency.resize(latency.size() - 3);
+  s["truncated_frame"] = cat({seed_byte(6), latency});
   s["bad_version"] = cat({seed_byte(8), raw_frame(2, 0, 0x0070, 4, {0, 0, 0, 0})});
   s["stock_word_in_native"] = cat({seed_byte(9), raw_frame(1, 0, 0x0001, 0)});
   s["bad_volume"] = cat({seed_byte(10), raw_frame(1, 0, 0x0050, 4, {0xdd, 0x05, 0, 0})});

@@ -48,7 +48,8 @@ class AgentNegotiator {
   // Returns the 8 hello bytes to write on 4714 and arms the deadline.
   std::array<std::byte, kHelloSize> start(Clock::time_point now);
   // Bytes read from 4714 while AwaitingWelcome; returns the count taken.
-  // Bytes after the Welcome stay in decoder() for the native session.
+  // Bytes after the Welcome stay in decoder() for the native session; once
+  // Native, give any bytes not taken to decoder().feed(). In Stock, drop them.
   size_t feed(std::span<const std::byte> in);
   // Falls back to Stock once the deadline has passed.
   void poll(Clock::time_point now);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "tone.hpp"
 
 namespace qaudio::test {
 
@@ -28,15 +29,15 @@ namespace qaudio::test {
 class ToneSource final : public daemon::PlaybackSource {
  public:
   ToneSource(double freq, double amplitude, uint32_t rate, uint32_t channels)
-      : step_(2.0 * M_PI * freq / rate), amplitude_(amplitude), channels_(channels) {}
+      : step_(2.0 * kPi * freq / rate), amplitude_(amplitude), channels_(channels) {}
 
   size_t pull(std::span<float> out, size_t frames, const daemon::PeriodTiming& timing) override {
     const size_t n = std::min(frames, out.size() / channels_);
     for (size_t i = 0; i < n; ++i) {
       const float v = static_cast<float>(amplitude_ * std::sin(phase_));
       phase_ += step_;
-      if (phase_ > 2.0 * M_PI) {
-        phase_ -= 2.0 * M_PI;
+      if (phase_ > 2.0 * kPi) {
+        phase_ -= 2.0 * kPi;
       }
       for (uint32_t c = 0; c < channels_; ++c) {
         out[i * channels_ + c] = v;
@@ -125,5 +126,43 @@ class EventLog {
   std::condition_variable cv_;
   std::vector<daemon::BackendEvent> events_;
 };
+
+// Median of tone_amplitude() (tone.hpp) over consecutive `window`-frame
+// windows from `first_frame` on: robust against an odd glitch (a dropped or
+// late period) on a loaded machine.
+inline double tone_level(const std::vector<float>& pcm,
+                         uint32_t channels,
+                         uint32_t channel,
+                         uint32_t rate,
+                         double freq,
+                         size_t first_frame,
+                         size_t window) {
+  std::vector<double> levels;
+  const std::span<const float> all(pcm);
+  for (size_t f = first_frame; f + window <= pcm.size() / channels; f += window) {
+    levels.push_back(tone_amplitude(all.subspan(f * channels, window * channels), channels, channel,
+                                    rate, freq));
+  }
+  if (levels.empty()) {
+    return 0.0;
+  }
+  std::nth_element(levels.begin(), levels.begin() + static_cast<ptrdiff_t>(levels.size() / 2),
+                   levels.end());
+  return levels[levels.size() / 2];
+}
+
+// Frequency (tone.hpp, zero crossings) of one `window`-frame window.
+inline double window_frequency(const std::vector<float>& pcm,
+                               uint32_t channels,
+                               uint32_t channel,
+                               uint32_t rate,
+                               size_t first_frame,
+                               size_t window) {
+  const std::span<const float> all(pcm);
+  if ((first_frame + window) * channels > pcm.size()) {
+    return 0.0;
+  }
+  return frequency(all.subspan(first_frame * channels, window * channels), channels, channel, rate);
+}
 
 }  // namespace qaudio::test

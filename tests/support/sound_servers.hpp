@@ -409,11 +409,13 @@ class PulseServer {
     return run_command(args, client_env(), timeout);
   }
 
-  // `samples` floats (interleaved stereo, 48 kHz) recorded from out.monitor.
+  // `frames` frames (interleaved stereo float, 48 kHz) recorded from a source
+  // (by default the monitor of the null sink "out").
   std::vector<float> record_monitor(size_t frames,
-                                    std::chrono::milliseconds timeout = 30000ms) const {
-    return record_floats({"parec", "-d", "out.monitor", "--latency-msec=20", "--raw",
-                          "--format=float32le", "--rate=48000", "--channels=2"},
+                                    std::chrono::milliseconds timeout = 30000ms,
+                                    const std::string& source = "out.monitor") const {
+    return record_floats({"parec", "-d", source, "--latency-msec=20", "--raw", "--format=float32le",
+                          "--rate=48000", "--channels=2"},
                          client_env(), frames * 2, timeout, dir_ + "/parec.log");
   }
 
@@ -424,20 +426,29 @@ class PulseServer {
 };
 
 // A private session bus, PipeWire and WirePlumber with a 48 kHz stereo null
-// sink "out" (the default sink).
+// sink "out" (the default sink) and, if asked, more null sinks (lower
+// priority, so "out" stays the default).
 class PipeWireStack {
  public:
-  explicit PipeWireStack(std::string dir) : dir_(std::move(dir)) {
+  explicit PipeWireStack(std::string dir, const std::vector<std::string>& extra_sinks = {})
+      : dir_(std::move(dir)) {
     prepare_private_dirs(dir_);
     make_dir(dir_ + "/config/pipewire/pipewire.conf.d");
-    write_file(dir_ + "/config/pipewire/pipewire.conf.d/10-null.conf",
-               "context.objects = [\n"
-               "  { factory = adapter\n"
-               "    args = { factory.name = support.null-audio-sink node.name = \"out\"\n"
-               "             node.description = \"qaudio test sink\"\n"
-               "             media.class = \"Audio/Sink\" object.linger = true\n"
-               "             audio.position = [ FL FR ] audio.rate = 48000 } }\n"
-               "]\n");
+    auto sink = [](const std::string& name, int prio) {
+      return "  { factory = adapter\n"
+             "    args = { factory.name = support.null-audio-sink node.name = \"" +
+             name + "\"\n             node.description = \"qaudio test sink " + name +
+             "\"\n             media.class = \"Audio/Sink\" object.linger = true\n"
+             "             priority.session = " +
+             std::to_string(prio) + " priority.driver = " + std::to_string(prio) +
+             "\n             audio.position = [ FL FR ] audio.rate = 48000 } }\n";
+    };
+    std::string conf = "context.objects = [\n" + sink("out", 2000);
+    for (const auto& name : extra_sinks) {
+      conf += sink(name, 1000);
+    }
+    conf += "]\n";
+    write_file(dir_ + "/config/pipewire/pipewire.conf.d/10-null.conf", conf);
   }
   ~PipeWireStack() { stop(); }
 
@@ -449,16 +460,20 @@ class PipeWireStack {
     return e;
   }
   const std::string& last_error() const { return error_; }
+  pid_t pipewire_pid() const { return pipewire_.pid(); }
 
   static bool available() {
-    return have_program("pipewire") && have_program("wireplumber") && have_program("dbus-daemon");
+    return have_program("pipewire") && have_program("wireplumber") && have_program("dbus-daemon") &&
+           have_program("pw-record") && have_program("pw-dump") && have_program("pw-metadata") &&
+           have_program("pw-cli");
   }
 
+  // Starts the bus, then PipeWire and WirePlumber; ready when WirePlumber
+  // made "out" the default sink.
   bool start(std::chrono::milliseconds timeout = 30000ms) {
-    EnvVars env = client_env();
     auto bus = Child::spawn(
-        {"dbus-daemon", "--session", "--nofork", "--nopidfile", "--address=" + bus_address()}, env,
-        dir_ + "/dbus.log");
+        {"dbus-daemon", "--session", "--nofork", "--nopidfile", "--address=" + bus_address()},
+        client_env(), dir_ + "/dbus.log");
     if (!bus) {
       error_ = "cannot spawn dbus-daemon";
       return false;
@@ -468,15 +483,26 @@ class PipeWireStack {
       error_ = "dbus-daemon did not create its socket";
       return false;
     }
+    return start_server(timeout);
+  }
+
+  // PipeWire + WirePlumber only (the bus stays): after kill_server().
+  bool start_server(std::chrono::milliseconds timeout = 30000ms) {
+    EnvVars env = client_env();
     auto pw = Child::spawn({"pipewire"}, env, dir_ + "/pipewire.log");
     if (!pw) {
       error_ = "cannot spawn pipewire";
       return false;
     }
     pipewire_ = std::move(*pw);
-    if (!wait_until([&] { return access((dir_ + "/run/pipewire-0").c_str(), F_OK) == 0; },
-                    timeout)) {
-      error_ = "pipewire did not create its socket; see " + dir_ + "/pipewire.log";
+    if (!wait_until(
+            [&] {
+              return run_command({"pw-cli", "info", "0"}, env, 5000ms).status == 0 ||
+                     !pipewire_.running();
+            },
+            timeout, 50ms) ||
+        !pipewire_.running()) {
+      error_ = "pipewire did not start; see " + dir_ + "/pipewire.log";
       return false;
     }
     auto wp = Child::spawn({"wireplumber"}, env, dir_ + "/wireplumber.log");
@@ -496,6 +522,12 @@ class PipeWireStack {
       return false;
     }
     return true;
+  }
+
+  // SIGKILLs PipeWire (as a crash would) and stops WirePlumber.
+  void kill_server() {
+    pipewire_.stop(SIGKILL);
+    wireplumber_.stop();
   }
 
   void stop() {

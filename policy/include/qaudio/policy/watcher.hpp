@@ -4,6 +4,7 @@
 // snapshot atomically through PolicyHolder.
 //
 //   PolicyWatcher w("/etc/qubes/policy.d");
+//   w.start();
 //   PolicyHolder holder(load_policy_dir(dir));
 //   loop.add_fd(w.fd(), POLLIN, [&](short) {
 //     if (w.check()) { auto s = load_policy_dir(dir); w.watch(*s); holder.set(s); }

@@ -44,6 +44,10 @@ if(NOT QAUDIO_FUZZ_ONLY AND NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
 endif()
 
 if(QAUDIO_FUZZ_ONLY)
+  # Instrument every library for coverage and sanitizers, so libFuzzer sees
+  # inside the code it drives; only the fuzzer executables link libFuzzer.
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined)
+  add_link_options(-fsanitize=address,undefined)
   add_custom_target(qaudio_all_fuzzers)
 endif()
 

@@ -135,15 +135,19 @@ class ShmChannel final : public Channel {
     if (state_ == ChannelState::Closed) {
       return;
     }
-    epoll_event evs[4];
-    int n = ::epoll_wait(ep_.get(), evs, 4, 0);
     bool sock_event = false;
-    for (int i = 0; i < n; ++i) {
-      if (evs[i].data.fd == own_efd_.get()) {
-        uint64_t v;
-        [[maybe_unused]] ssize_t r = ::read(own_efd_.get(), &v, sizeof(v));
-      } else if (sock_.valid() && evs[i].data.fd == sock_.get()) {
-        sock_event = true;
+    uint64_t v;
+    if (state_ == ChannelState::Open && ::read(own_efd_.get(), &v, sizeof(v)) == sizeof(v)) {
+      // Fast path, one syscall per wake-up: the peer signalled. Should the
+      // socket have hung up at the same time, it stays readable (level
+      // triggered) and the next call gets here with an empty eventfd.
+    } else {
+      epoll_event evs[4];
+      int n = ::epoll_wait(ep_.get(), evs, 4, 0);
+      for (int i = 0; i < n; ++i) {
+        if (sock_.valid() && evs[i].data.fd == sock_.get()) {
+          sock_event = true;
+        }
       }
     }
     if (state_ == ChannelState::Waiting) {

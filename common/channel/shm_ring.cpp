@@ -140,12 +140,22 @@ size_t ShmRing::want_data_signal() {
   return readable();
 }
 
+// Hysteresis: a waiting writer is woken once the ring is at most half full,
+// not after every read, so a writer on a full ring refills it in large
+// batches instead of one wake-up per chunk. A reader that drains the ring (as
+// the Channel contract asks) always gets there, so the writer always wakes.
 bool ShmRing::take_space_signal_request() {
   if (corrupt_ || role_ != Role::Reader) {
     return false;
   }
-  return ctl_->writer_waiting.load(std::memory_order_seq_cst) != 0 &&
-         ctl_->writer_waiting.exchange(0, std::memory_order_seq_cst) != 0;
+  if (ctl_->writer_waiting.load(std::memory_order_seq_cst) == 0) {
+    return false;
+  }
+  size_t fill = filled(ctl_->prod.load(std::memory_order_seq_cst), local_);
+  if (corrupt_ || fill > size_ / 2) {
+    return false;
+  }
+  return ctl_->writer_waiting.exchange(0, std::memory_order_seq_cst) != 0;
 }
 
 size_t ShmRing::writable() {

@@ -114,7 +114,8 @@ class ShmRing {
   // Asks the writer to signal on its next write; returns readable() checked
   // after asking (0 means sleeping is safe: the next write will signal).
   size_t want_data_signal();
-  // After read(): true when the writer asked for a signal (flag consumed).
+  // After read(): true when the writer asked for a signal and the ring is at
+  // most half full (flag consumed).
   bool take_space_signal_request();
 
   // Writer side.

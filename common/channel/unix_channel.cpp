@@ -10,8 +10,9 @@
 // later clients are refused; to accept a new client after the first one left,
 // serve() again. fd() is an epoll fd that is stable for the channel's life: it
 // watches the listening socket while Waiting, then the connected socket
-// edge-triggered for input, output space (so a writer blocked on a full socket
-// buffer wakes when the reader drains) and hang-up. RingSizes only set the
+// edge-triggered for input and hang-up, plus output space while a writer
+// waits for room (so a writer blocked on a full socket buffer wakes when the
+// reader drains, and no one else is woken by every read). RingSizes only set the
 // server's SO_SNDBUF; nothing assumes a size: data_ready() is FIONREAD and
 // buffer_space() is SO_SNDBUF minus SIOCOUTQ (0 while the socket polls
 // unwritable).
@@ -32,7 +33,9 @@
 namespace qaudio::detail {
 namespace {
 
-constexpr uint32_t kConnEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+// EPOLLOUT is armed only while a writer waits for room (want_room()), so
+// that a reader's every recv() does not wake the writing side spuriously.
+constexpr uint32_t kConnEvents = EPOLLIN | EPOLLRDHUP | EPOLLET;
 
 class UnixChannel final : public Channel {
  public:
@@ -60,8 +63,14 @@ class UnixChannel final : public Channel {
     epoll_event evs[4];
     int n = ::epoll_wait(ep_.get(), evs, 4, 0);
     for (int i = 0; i < n; ++i) {
-      if (evs[i].data.fd == sock_.get() && (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+      if (evs[i].data.fd != sock_.get()) {
+        continue;
+      }
+      if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         hup_seen_ = true;
+      }
+      if ((evs[i].events & EPOLLOUT) && out_armed_) {
+        set_out_interest(false);
       }
     }
     if (state_ == ChannelState::Waiting) {
@@ -93,6 +102,7 @@ class UnixChannel final : public Channel {
     }
     pollfd p{sock_.get(), POLLOUT, 0};
     if (::poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT)) {
+      want_room();
       return 0;
     }
     int outq = 0;
@@ -124,11 +134,16 @@ class UnixChannel final : public Channel {
     }
     ssize_t n = ::send(sock_.get(), in.data(), in.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) {
+      if (static_cast<size_t>(n) < in.size()) {
+        want_room();
+      }
       return static_cast<size_t>(n);
     }
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
       state_ = ChannelState::Closed;  // EPIPE, ECONNRESET: the peer left
+      return 0;
     }
+    want_room();
     return 0;
   }
 
@@ -164,6 +179,24 @@ class UnixChannel final : public Channel {
     state_ = ChannelState::Open;
   }
 
+  // Arms EPOLLOUT (edge-triggered: the epoll fd becomes readable when the
+  // reader frees room). Arming reports the current state too, so room that
+  // freed before this call is not missed.
+  void want_room() {
+    if (!out_armed_) {
+      set_out_interest(true);
+    }
+  }
+
+  void set_out_interest(bool on) {
+    epoll_event ev{};
+    ev.events = kConnEvents | (on ? uint32_t{EPOLLOUT} : 0u);
+    ev.data.fd = sock_.get();
+    if (::epoll_ctl(ep_.get(), EPOLL_CTL_MOD, sock_.get(), &ev) == 0) {
+      out_armed_ = on;
+    }
+  }
+
   void cache_sndbuf() {
     socklen_t len = sizeof(sndbuf_);
     if (::getsockopt(sock_.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf_, &len) != 0) {
@@ -193,6 +226,7 @@ class UnixChannel final : public Channel {
   RingSizes sizes_{};
   ChannelState state_ = ChannelState::Open;
   bool hup_seen_ = false;
+  bool out_armed_ = false;
   int sndbuf_ = 0;
 };
 

@@ -1,0 +1,244 @@
+// ControlTarget for the real daemon (see control_daemon_adapter.hpp).
+#include "control_daemon_adapter.hpp"
+
+#include "qaudio/config.h"
+
+namespace qaudio::control {
+
+namespace {
+
+ControlError no_qube(const std::string& qube) {
+  return ControlError{ErrorCode::NotFound, "no qube named '" + qube + "' is configured"};
+}
+
+std::vector<CounterEntry> counters_of(const daemon::SessionCounters& c) {
+  return {{"bytes_in", c.bytes_in},
+          {"bytes_out", c.bytes_out},
+          {"control_bytes_in", c.control_bytes_in},
+          {"underruns", c.underruns},
+          {"overruns", c.overruns},
+          {"mic_overruns", c.mic_overruns},
+          {"mic_dropped_bytes", c.mic_dropped_bytes},
+          {"frames_played", c.frames_played},
+          {"unknown_words", c.unknown_words},
+          {"dropped_reports", c.dropped_reports},
+          {"connects", c.connects},
+          {"disconnects", c.disconnects},
+          {"protocol_errors", c.protocol_errors},
+          {"playback_fill_bytes", c.playback_fill_bytes},
+          {"playback_ring_bytes", c.playback_ring_bytes},
+          {"mic_queue_bytes", c.mic_queue_bytes}};
+}
+
+}  // namespace
+
+ControlDaemonAdapter::ControlDaemonAdapter(daemon::Daemon& d, EventSink sink)
+    : d_(d), sink_(std::move(sink)), started_(std::chrono::steady_clock::now()) {
+  for (const auto& s : d_.list()) {
+    remember(s);
+  }
+}
+
+ControlDaemonAdapter::~ControlDaemonAdapter() {
+  if (loop_ != nullptr && timer_ != 0) {
+    loop_->remove(timer_);
+  }
+}
+
+QubeStatus ControlDaemonAdapter::status_of(const daemon::SessionInfo& s, bool mic_persistent) {
+  QubeStatus q;
+  q.name = s.name;
+  q.domid = s.domid;
+  q.label = s.label;
+  q.state = std::string(daemon::to_string(s.state));
+  q.protocol = std::string(daemon::to_string(s.protocol));
+  q.playback_format = to_string(s.playback_format);
+  q.capture_format = to_string(s.capture_format);
+  q.latency_us = s.counters.latency_us;
+  q.volume = s.volume_percent;
+  q.muted = s.muted;
+  q.corked = s.corked;
+  q.mic_requested = s.mic_started;
+  q.mic_attached = s.mic_attached;
+  q.mic_persistent = mic_persistent;
+  q.last_error = s.last_error;
+  q.counters = counters_of(s.counters);
+  return q;
+}
+
+DaemonStatus ControlDaemonAdapter::info() {
+  DaemonStatus st;
+  st.version = QAUDIO_VERSION;
+  st.backend = d_.backend().name();
+  st.backend_connected = d_.backend().connected();
+  st.uptime_seconds = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
+          .count());
+  return st;
+}
+
+std::vector<QubeStatus> ControlDaemonAdapter::list() {
+  std::vector<QubeStatus> out;
+  for (const auto& s : d_.list()) {
+    out.push_back(status_of(s, d_.state().get(s.name).mic_persistent));
+  }
+  return out;
+}
+
+Status ControlDaemonAdapter::set_volume(const std::string& qube, uint32_t percent) {
+  auto before = d_.info(qube);
+  if (!before) {
+    return no_qube(qube);
+  }
+  auto r = d_.set_volume(qube, percent);
+  auto after = d_.info(qube);
+  if (after && after->volume_percent != seen_[qube].volume) {
+    seen_[qube].volume = after->volume_percent;
+    publish(event_volume_changed(qube, after->volume_percent));
+  }
+  if (!r) {
+    return ControlError{ErrorCode::Internal, "volume of '" + qube + "': " + r.error().message};
+  }
+  return std::nullopt;
+}
+
+Status ControlDaemonAdapter::set_mute(const std::string& qube, bool muted) {
+  if (!d_.info(qube)) {
+    return no_qube(qube);
+  }
+  auto r = d_.set_mute(qube, muted);
+  auto after = d_.info(qube);
+  if (after && after->muted != seen_[qube].muted) {
+    seen_[qube].muted = after->muted;
+    publish(event_mute_changed(qube, after->muted));
+  }
+  if (!r) {
+    return ControlError{ErrorCode::Internal, "mute of '" + qube + "': " + r.error().message};
+  }
+  return std::nullopt;
+}
+
+Status ControlDaemonAdapter::set_mic_attached(const std::string& qube,
+                                              bool attached,
+                                              bool persistent) {
+  if (!d_.info(qube)) {
+    return no_qube(qube);
+  }
+  if (persistent) {
+    return ControlError{ErrorCode::Unsupported,
+                        "persistent mic assignments are not supported by this daemon yet; "
+                        "attach without --persistent"};
+  }
+  if (auto r = d_.set_mic_attached(qube, attached); !r) {
+    return ControlError{ErrorCode::Internal, "mic of '" + qube + "': " + r.error().message};
+  }
+  auto after = d_.info(qube);
+  if (after && after->mic_attached != seen_[qube].mic_attached) {
+    seen_[qube].mic_attached = after->mic_attached;
+    publish(after->mic_attached ? event_mic_attached(qube, false) : event_mic_detached(qube));
+  }
+  return std::nullopt;
+}
+
+Outcome<std::vector<DeviceEntry>> ControlDaemonAdapter::devices() {
+  std::vector<DeviceEntry> out;
+  for (const auto& dev : d_.backend().devices()) {
+    out.push_back(DeviceEntry{dev.name, dev.description, dev.is_output, dev.is_default});
+  }
+  return out;
+}
+
+Status ControlDaemonAdapter::set_output(const std::string& device, const std::string& qube) {
+  if (!qube.empty() && !d_.info(qube)) {
+    return no_qube(qube);
+  }
+  (void)device;
+  return ControlError{ErrorCode::Unsupported,
+                      "choosing the output device is not supported by this daemon yet "
+                      "(backend '" +
+                          d_.backend().name() + "' plays to its default device)"};
+}
+
+void ControlDaemonAdapter::remember(const daemon::SessionInfo& s) {
+  Seen& v = seen_[s.name];
+  v.running = s.state == daemon::SessionState::Running;
+  v.mic_requested = s.mic_started;
+  v.mic_attached = s.mic_attached;
+  v.volume = s.volume_percent;
+  v.muted = s.muted;
+}
+
+void ControlDaemonAdapter::publish(const ControlEvent& e) {
+  if (sink_) {
+    sink_(e);
+  }
+}
+
+void ControlDaemonAdapter::poll() {
+  for (const auto& s : d_.list()) {
+    auto it = seen_.find(s.name);
+    if (it == seen_.end()) {
+      remember(s);
+      it = seen_.find(s.name);
+      it->second.running = false;  // report a qube that appears running
+      it->second.mic_requested = false;
+    }
+    Seen& v = it->second;
+    bool running = s.state == daemon::SessionState::Running;
+    if (running != v.running) {
+      publish(running ? event_qube_connected(s.name, std::string(daemon::to_string(s.protocol)))
+                      : event_qube_disconnected(s.name, s.last_error));
+    }
+    if (s.volume_percent != v.volume) {
+      publish(event_volume_changed(s.name, s.volume_percent));
+    }
+    if (s.muted != v.muted) {
+      publish(event_mute_changed(s.name, s.muted));
+    }
+    if (s.mic_attached != v.mic_attached) {
+      publish(s.mic_attached ? event_mic_attached(s.name, false) : event_mic_detached(s.name));
+    }
+    if (s.mic_started && !v.mic_requested && !s.mic_attached) {
+      publish(event_mic_requested(s.name));
+    }
+    remember(s);
+  }
+  if (++polls_ % device_poll_every_ == 1 || device_poll_every_ == 1) {
+    if (has_subscribers_ && !has_subscribers_()) {
+      devices_known_ = false;
+      return;
+    }
+    std::set<std::string> now;
+    for (const auto& dev : d_.backend().devices()) {
+      now.insert(dev.name);
+    }
+    if (devices_known_) {
+      for (const auto& n : now) {
+        if (!seen_devices_.count(n)) {
+          publish(event_device_added(n));
+        }
+      }
+      for (const auto& n : seen_devices_) {
+        if (!now.count(n)) {
+          publish(event_device_removed(n));
+        }
+      }
+    }
+    seen_devices_ = std::move(now);
+    devices_known_ = true;
+  }
+}
+
+void ControlDaemonAdapter::start_polling(EventLoop& loop,
+                                         std::chrono::milliseconds interval,
+                                         unsigned device_poll_every) {
+  if (loop_ != nullptr && timer_ != 0) {
+    loop_->remove(timer_);
+  }
+  loop_ = &loop;
+  device_poll_every_ = device_poll_every == 0 ? 1 : device_poll_every;
+  timer_ = loop.add_timer(
+      interval, [this] { poll(); }, /*repeat=*/true);
+}
+
+}  // namespace qaudio::control

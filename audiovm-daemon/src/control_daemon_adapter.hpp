@@ -1,0 +1,84 @@
+// ControlTarget on top of the daemon's internal API (daemon.hpp), plus the
+// events the daemon does not push yet, found by comparing snapshots.
+//
+// What maps directly: info (version, backend name and state, uptime since
+// the adapter was built), list (Daemon::list() + the persisted mic flag),
+// set_volume, set_mute, mic attach/detach (Daemon::set_mic_attached),
+// devices (Backend::devices()).
+// Unsupported for now (error code "unsupported"): persistent mic
+// assignments (the daemon does not store them yet) and set_output (the
+// daemon has no per-stream device selection yet).
+//
+// Events: changes made through this adapter are published at once; changes
+// that happen elsewhere (a qube connecting or leaving, a qube asking for the
+// mic, a device appearing) are found by poll(), which compares the
+// daemon's list() (and, every `device_poll_every` polls, the backend's
+// devices) with the previous snapshot. start_polling() runs poll() on the
+// daemon's loop.
+//
+//   ControlDaemonAdapter target(daemon, [&](const ControlEvent& e) { server.publish(e); });
+//   target.start_polling(daemon.loop(), std::chrono::milliseconds(100));
+//   ControlApi api(target);
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+
+#include "control_api.hpp"
+#include "daemon.hpp"
+
+namespace qaudio::control {
+
+using EventSink = std::function<void(const ControlEvent&)>;
+
+class ControlDaemonAdapter : public ControlTarget {
+ public:
+  ControlDaemonAdapter(daemon::Daemon& d, EventSink sink);
+  ~ControlDaemonAdapter() override;
+
+  DaemonStatus info() override;
+  std::vector<QubeStatus> list() override;
+  Status set_volume(const std::string& qube, uint32_t percent) override;
+  Status set_mute(const std::string& qube, bool muted) override;
+  Status set_mic_attached(const std::string& qube, bool attached, bool persistent) override;
+  Outcome<std::vector<DeviceEntry>> devices() override;
+  Status set_output(const std::string& device, const std::string& qube) override;
+
+  // Compares the daemon's state with the last snapshot and publishes events.
+  void poll();
+  void start_polling(EventLoop& loop,
+                     std::chrono::milliseconds interval,
+                     unsigned device_poll_every = 20);
+  // Whether anything listens (device polling is skipped otherwise).
+  void set_has_subscribers(std::function<bool()> fn) { has_subscribers_ = std::move(fn); }
+
+  static QubeStatus status_of(const daemon::SessionInfo& s, bool mic_persistent);
+
+ private:
+  struct Seen {
+    bool running = false;
+    bool mic_requested = false;
+    bool mic_attached = false;
+    uint32_t volume = 0;
+    bool muted = false;
+  };
+  void remember(const daemon::SessionInfo& s);
+  void publish(const ControlEvent& e);
+
+  daemon::Daemon& d_;
+  EventSink sink_;
+  std::function<bool()> has_subscribers_;
+  std::chrono::steady_clock::time_point started_;
+  std::map<std::string, Seen, std::less<>> seen_;
+  std::set<std::string> seen_devices_;
+  bool devices_known_ = false;
+  unsigned polls_ = 0;
+  unsigned device_poll_every_ = 20;
+  EventLoop* loop_ = nullptr;
+  EventLoop::Id timer_ = 0;
+};
+
+}  // namespace qaudio::control

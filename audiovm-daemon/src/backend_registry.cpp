@@ -15,7 +15,8 @@
 namespace qaudio::daemon {
 namespace {
 
-using Factory = Result<std::unique_ptr<Backend>> (*)(std::string_view, const BackendOptions&,
+using Factory = Result<std::unique_ptr<Backend>> (*)(std::string_view,
+                                                     const BackendOptions&,
                                                      BackendEventFn);
 struct Entry {
   const char* name;
@@ -23,8 +24,7 @@ struct Entry {
 };
 
 constexpr Entry kBackends[] = {
-    {"wav", &make_wav_backend},
-    {"null", &make_null_backend},
+    {"wav", &make_wav_backend},           {"null", &make_null_backend},
 #if QAUDIO_HAVE_PULSE && defined(QAUDIO_BUILD_PULSE_BACKEND)
     {"pulse", &make_pulse_backend},
 #endif

@@ -144,8 +144,8 @@ void CaptureStream::push(std::span<const float> in, size_t frames, const PeriodT
     while (done < n) {
       size_t in_n = n - done;
       size_t out_n = resampled_.size() / config_.format.channels;
-      resampler_->process(mapped_.data() + done * config_.format.channels, &in_n,
-                          resampled_.data(), &out_n);
+      resampler_->process(mapped_.data() + done * config_.format.channels, &in_n, resampled_.data(),
+                          &out_n);
       if (out_n > 0) {
         emit(resampled_.data(), out_n);
       }

@@ -42,8 +42,12 @@ void sleep_until_ns(int64_t deadline) {
 
 }  // namespace
 
-size_t mix_sources(std::span<PlaybackSource* const> sources, float* mix, float* scratch,
-                   size_t frames, uint32_t channels, const PeriodTiming& timing) {
+size_t mix_sources(std::span<PlaybackSource* const> sources,
+                   float* mix,
+                   float* scratch,
+                   size_t frames,
+                   uint32_t channels,
+                   const PeriodTiming& timing) {
   const size_t n = frames * channels;
   if (sources.empty()) {
     std::memset(mix, 0, n * sizeof(float));
@@ -196,8 +200,8 @@ Result<StreamHandle> MixingBackend::add_capture(const StreamInfo& info, CaptureS
     return fail("add_capture: no sink");
   }
   if (n_capture_main_ >= kMaxCapture) {
-    return fail("cannot add capture for " + info.qube + ": the " + name() + " backend already has " +
-                std::to_string(kMaxCapture) + " capture streams");
+    return fail("cannot add capture for " + info.qube + ": the " + name() +
+                " backend already has " + std::to_string(kMaxCapture) + " capture streams");
   }
   StreamHandle h = next_handle_++;
   ++n_capture_main_;

@@ -41,8 +41,12 @@ namespace qaudio::daemon {
 // Sums the sources' pulls into `mix` (frames * channels floats, zeroed
 // first); `scratch` is as large as `mix`. Returns the number of sources that
 // gave real audio. The mixer's core, also used by the benchmark.
-size_t mix_sources(std::span<PlaybackSource* const> sources, float* mix, float* scratch,
-                   size_t frames, uint32_t channels, const PeriodTiming& timing);
+size_t mix_sources(std::span<PlaybackSource* const> sources,
+                   float* mix,
+                   float* scratch,
+                   size_t frames,
+                   uint32_t channels,
+                   const PeriodTiming& timing);
 
 class MixingBackend : public Backend {
  public:

@@ -53,7 +53,8 @@ Result<std::unique_ptr<PlaybackStream>> PlaybackStream::create(const PlaybackCon
 PlaybackStream::PlaybackStream(const PlaybackConfig& config, std::unique_ptr<Resampler> resampler)
     : config_(config),
       frame_bytes_(config.format.frame_bytes()),
-      target_fill_bytes_(config.format.bytes_for_ms(static_cast<uint32_t>(config.target_fill.count()))),
+      target_fill_bytes_(
+          config.format.bytes_for_ms(static_cast<uint32_t>(config.target_fill.count()))),
       ring_(std::max(config.format.bytes_for_ms(static_cast<uint32_t>(config.ring.count())),
                      2 * target_fill_bytes_ + kChunkFrames * frame_bytes_)),
       resampler_(std::move(resampler)),
@@ -213,8 +214,8 @@ void PlaybackStream::steer_rate(size_t fill_frames, size_t frames) {
   fill_avg_ += (fill_ms - fill_avg_) * std::min(1.0, dt / kFillTau);
   const double err = fill_avg_ - static_cast<double>(config_.target_fill.count());
   integral_ += kKi * err * dt;
-  integral_ = std::clamp(integral_, -double(Resampler::kMaxAdjustPpm),
-                         double(Resampler::kMaxAdjustPpm));
+  integral_ =
+      std::clamp(integral_, -double(Resampler::kMaxAdjustPpm), double(Resampler::kMaxAdjustPpm));
   double ppm = kKp * err + integral_;
   ppm = std::clamp(ppm, -double(Resampler::kMaxAdjustPpm), double(Resampler::kMaxAdjustPpm));
   resampler_->set_adjust_ppm(static_cast<int32_t>(std::lround(ppm)));

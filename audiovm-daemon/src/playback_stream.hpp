@@ -44,15 +44,15 @@
 namespace qaudio::daemon {
 
 struct PlaybackConfig {
-  StreamFormat format = kStockFormat;             // what the qube sends
-  DeviceFormat device;                            // Backend::format()
-  std::chrono::milliseconds target_fill{40};      // prebuffer / adaptive set point
-  std::chrono::milliseconds ring{500};            // ring capacity (>= 2 * target_fill)
-  bool adaptive_rate = false;                     // steer from ring fill (stock qubes)
-  int quality = 4;                                // speexdsp quality 0..10
+  StreamFormat format = kStockFormat;         // what the qube sends
+  DeviceFormat device;                        // Backend::format()
+  std::chrono::milliseconds target_fill{40};  // prebuffer / adaptive set point
+  std::chrono::milliseconds ring{500};        // ring capacity (>= 2 * target_fill)
+  bool adaptive_rate = false;                 // steer from ring fill (stock qubes)
+  int quality = 4;                            // speexdsp quality 0..10
   uint32_t volume_percent = kDefaultVolumePercent;
   bool muted = false;
-  std::chrono::milliseconds gain_ramp{5};         // volume/mute change ramp
+  std::chrono::milliseconds gain_ramp{5};  // volume/mute change ramp
 };
 
 struct PlaybackCounters {

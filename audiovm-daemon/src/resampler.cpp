@@ -5,28 +5,39 @@
 #include <speex/speex_resampler.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 namespace qaudio::daemon {
 namespace {
-// One grid unit of the ratio fraction: kScale units = nominal ratio, so one
-// unit is exactly kAdjustStepPpm.
-constexpr uint32_t kScale = 1000000 / Resampler::kAdjustStepPpm;  // 40000
-constexpr int32_t kMaxUnits = Resampler::kMaxAdjustPpm / Resampler::kAdjustStepPpm;
-static_assert(kScale * Resampler::kAdjustStepPpm == 1000000);
+// Steerable ratios are num / kDen with num = num0 + k. kDen stays below
+// 65536 so that speexdsp's rescaling of its fractional positions on a
+// ratio change (samp_frac_num * new_den / old_den, 32-bit) can never
+// overflow: on overflow speex_resampler_set_rate_frac() returns early with
+// a half-updated state and the next process() reads outside its tables.
+constexpr uint32_t kDen = 60000;
 }  // namespace
 
-Resampler::Resampler(SpeexResamplerState_* st, uint32_t channels, uint32_t in_rate,
-                     uint32_t out_rate, bool steerable)
-    : st_(st), channels_(channels), in_rate_(in_rate), out_rate_(out_rate),
-      steerable_(steerable) {}
+Resampler::Resampler(SpeexResamplerState_* st,
+                     uint32_t channels,
+                     uint32_t in_rate,
+                     uint32_t out_rate,
+                     bool steerable)
+    : st_(st),
+      channels_(channels),
+      in_rate_(in_rate),
+      out_rate_(out_rate),
+      steerable_(steerable),
+      flush_out_((kFlushChunk * 4 * out_rate / in_rate + 64) * channels) {}
 
 Resampler::~Resampler() {
   speex_resampler_destroy(st_);
 }
 
-Result<std::unique_ptr<Resampler>> Resampler::create(uint32_t channels, uint32_t in_rate,
-                                                     uint32_t out_rate, int quality,
+Result<std::unique_ptr<Resampler>> Resampler::create(uint32_t channels,
+                                                     uint32_t in_rate,
+                                                     uint32_t out_rate,
+                                                     int quality,
                                                      bool steerable) {
   if (channels < 1 || channels > 8 || in_rate == 0 || out_rate == 0 || in_rate > 384000 ||
       out_rate > 384000) {
@@ -40,10 +51,13 @@ Result<std::unique_ptr<Resampler>> Resampler::create(uint32_t channels, uint32_t
   }
   std::unique_ptr<Resampler> r(new Resampler(st, channels, in_rate, out_rate, steerable));
   if (steerable) {
+    r->num0_ =
+        static_cast<uint32_t>((static_cast<uint64_t>(kDen) * in_rate + out_rate / 2) / out_rate);
+    r->max_steps_ = static_cast<int32_t>(static_cast<uint64_t>(r->num0_) * kMaxAdjustPpm / 1000000);
     // 1. Go to the grid point with the longest filter (the most
     //    down-sampling ratio) while not started: the history buffer is
     //    sized for it.
-    r->apply_ratio(kMaxUnits);
+    r->apply_steps(r->max_steps_);
     // 2. Mark the resampler started (its !started path reallocates the
     //    history on every ratio change).
     float zeros[8 * 16] = {};
@@ -53,22 +67,21 @@ Result<std::unique_ptr<Resampler>> Resampler::create(uint32_t channels, uint32_t
     speex_resampler_process_interleaved_float(st, zeros, &in_len, sink, &out_len);
     // 3. Visit every grid point once: the sinc table grows to the largest
     //    any reachable ratio needs. From now on ratio changes never realloc.
-    for (int32_t u = -kMaxUnits; u <= kMaxUnits; ++u) {
-      r->apply_ratio(u);
+    for (int32_t k = -r->max_steps_; k <= r->max_steps_; ++k) {
+      r->apply_steps(k);
     }
-    r->apply_ratio(0);
+    r->apply_steps(0);
   }
   speex_resampler_reset_mem(st);
   speex_resampler_skip_zeros(st);
   return r;
 }
 
-void Resampler::apply_ratio(int32_t units) {
-  uint32_t g = std::gcd(in_rate_, out_rate_);
-  uint32_t num = in_rate_ / g * static_cast<uint32_t>(static_cast<int32_t>(kScale) + units);
-  uint32_t den = out_rate_ / g * kScale;
-  speex_resampler_set_rate_frac(st_, num, den, in_rate_, out_rate_);
-  adjust_ppm_ = units * kAdjustStepPpm;
+void Resampler::apply_steps(int32_t k) {
+  speex_resampler_set_rate_frac(st_, static_cast<uint32_t>(static_cast<int32_t>(num0_) + k), kDen,
+                                in_rate_, out_rate_);
+  steps_ = k;
+  adjust_ppm_ = static_cast<int32_t>(std::lround(k * 1e6 / num0_));
 }
 
 void Resampler::set_adjust_ppm(int32_t ppm) {
@@ -76,13 +89,15 @@ void Resampler::set_adjust_ppm(int32_t ppm) {
     return;
   }
   ppm = std::clamp(ppm, -kMaxAdjustPpm, kMaxAdjustPpm);
-  // round to nearest grid unit
-  int32_t units = (ppm >= 0 ? ppm + kAdjustStepPpm / 2 : ppm - kAdjustStepPpm / 2) / kAdjustStepPpm;
-  units = std::clamp(units, -kMaxUnits, kMaxUnits);
-  if (units * kAdjustStepPpm == adjust_ppm_) {
-    return;
+  auto k = static_cast<int32_t>(std::lround(static_cast<double>(ppm) * num0_ / 1e6));
+  k = std::clamp(k, -max_steps_, max_steps_);
+  if (k != steps_) {
+    apply_steps(k);
   }
-  apply_ratio(units);
+}
+
+int32_t Resampler::step_ppm() const {
+  return steerable_ ? static_cast<int32_t>(std::lround(1e6 / num0_)) : 0;
 }
 
 void Resampler::process(const float* in, size_t* in_frames, float* out, size_t* out_frames) {
@@ -94,6 +109,20 @@ void Resampler::process(const float* in, size_t* in_frames, float* out, size_t* 
 }
 
 void Resampler::reset() {
+  // speex_resampler_reset_mem() clears only nb_channels * (filt_len - 1)
+  // contiguous samples of a per-channel-strided history, so channels > 0
+  // would keep old audio. Push zeros through the filter first (in = NULL
+  // means zeros to speexdsp), then reset the positions.
+  size_t flush = 2 * input_latency() + 16;
+  while (flush > 0) {
+    spx_uint32_t in_len = static_cast<spx_uint32_t>(std::min<size_t>(flush, kFlushChunk));
+    spx_uint32_t out_len = static_cast<spx_uint32_t>(flush_out_.size() / channels_);
+    speex_resampler_process_interleaved_float(st_, nullptr, &in_len, flush_out_.data(), &out_len);
+    if (in_len == 0) {
+      break;
+    }
+    flush -= in_len;
+  }
   speex_resampler_reset_mem(st_);
   speex_resampler_skip_zeros(st_);
 }

@@ -33,11 +33,11 @@ bool rt_alloc_check_enabled();
 }  // namespace qaudio::daemon
 
 #ifndef NDEBUG
-#define QAUDIO_ASSERT_NOT_RT()                                     \
-  do {                                                             \
-    if (::qaudio::daemon::in_rt_thread()) {                        \
-      ::qaudio::daemon::rt_violation(__func__);                    \
-    }                                                              \
+#define QAUDIO_ASSERT_NOT_RT()                  \
+  do {                                          \
+    if (::qaudio::daemon::in_rt_thread()) {     \
+      ::qaudio::daemon::rt_violation(__func__); \
+    }                                           \
   } while (0)
 #else
 #define QAUDIO_ASSERT_NOT_RT() \

@@ -124,18 +124,27 @@ ChannelMap::ChannelMap(uint32_t in_channels, uint32_t out_channels)
     // every channel stays at full scale.
     for (uint32_t i = 0; i < in_; ++i) {
       switch (kLayouts[in_][i]) {
-        case FL: m_[0][i] = 1.0f; break;
-        case FR: m_[1][i] = 1.0f; break;
+        case FL:
+          m_[0][i] = 1.0f;
+          break;
+        case FR:
+          m_[1][i] = 1.0f;
+          break;
         case FC:
         case RC:
           m_[0][i] = kMinus3dB;
           m_[1][i] = kMinus3dB;
           break;
         case RL:
-        case SL: m_[0][i] = kMinus3dB; break;
+        case SL:
+          m_[0][i] = kMinus3dB;
+          break;
         case RR:
-        case SR: m_[1][i] = kMinus3dB; break;
-        default: break;
+        case SR:
+          m_[1][i] = kMinus3dB;
+          break;
+        default:
+          break;
       }
     }
     for (uint32_t o = 0; o < 2; ++o) {

@@ -56,8 +56,8 @@ bool valid_qube_name(std::string_view name) {
     return false;
   }
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
   });
 }
 
@@ -126,8 +126,7 @@ Result<void> StateStore::load() {
   ::closedir(d);
   std::sort(names.begin(), names.end());
   for (const auto& file : names) {
-    std::string qube =
-        file.substr(kPrefix.size(), file.size() - kPrefix.size() - kSuffix.size());
+    std::string qube = file.substr(kPrefix.size(), file.size() - kPrefix.size() - kSuffix.size());
     std::string path = dir_ + "/" + file;
     if (!valid_qube_name(qube)) {
       warnings_.push_back(path + ": not a valid qube name; ignored");

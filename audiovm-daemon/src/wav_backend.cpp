@@ -59,7 +59,8 @@ Result<void> write_all(int fd, const std::byte* p, size_t n, const std::string& 
   return {};
 }
 
-std::array<std::byte, kHeaderBytes> make_header(const DeviceFormat& f, bool is_float,
+std::array<std::byte, kHeaderBytes> make_header(const DeviceFormat& f,
+                                                bool is_float,
                                                 uint64_t data_bytes) {
   std::array<std::byte, kHeaderBytes> h{};
   const uint16_t bits = is_float ? 32 : 16;
@@ -244,9 +245,8 @@ Result<void> WavBackend::open_device(DeviceFormat& format) {
   const size_t frame = sample * fmt_.channels;
   // Two seconds of audio between the RT thread and the file writer.
   ring_ = std::make_unique<SpscByteRing>(fmt_.rate * frame * 2);
-  size_t period = static_cast<size_t>(fmt_.rate) * std::max<int64_t>(options().period.count(), 1) /
-                      1000 +
-                  16;
+  size_t period =
+      static_cast<size_t>(fmt_.rate) * std::max<int64_t>(options().period.count(), 1) / 1000 + 16;
   conv_.resize(std::max<size_t>(period, 16) * frame * 2);
   chunk_.resize(64 * 1024);
   last_patch_ns_ = mono_ns();

@@ -24,12 +24,16 @@ inline constexpr double kPi = 3.14159265358979323846;
 
 // `frames` frames of a sine of `freq` Hz at `rate`, amplitude `amp` (1 =
 // full scale), copied to every one of `channels` channels.
-inline std::vector<float> sine(double freq, uint32_t rate, size_t frames, uint32_t channels,
-                               double amp, double phase = 0.0) {
+inline std::vector<float> sine(double freq,
+                               uint32_t rate,
+                               size_t frames,
+                               uint32_t channels,
+                               double amp,
+                               double phase = 0.0) {
   std::vector<float> out(frames * channels);
   for (size_t i = 0; i < frames; ++i) {
-    float v = static_cast<float>(amp * std::sin(2.0 * kPi * freq * static_cast<double>(i) / rate +
-                                                phase));
+    float v = static_cast<float>(
+        amp * std::sin(2.0 * kPi * freq * static_cast<double>(i) / rate + phase));
     for (uint32_t c = 0; c < channels; ++c) {
       out[i * channels + c] = v;
     }
@@ -38,8 +42,12 @@ inline std::vector<float> sine(double freq, uint32_t rate, size_t frames, uint32
 }
 
 // Same as sine() as interleaved S16LE bytes.
-inline std::vector<std::byte> sine_s16(double freq, uint32_t rate, size_t frames,
-                                       uint32_t channels, double amp, double phase = 0.0) {
+inline std::vector<std::byte> sine_s16(double freq,
+                                       uint32_t rate,
+                                       size_t frames,
+                                       uint32_t channels,
+                                       double amp,
+                                       double phase = 0.0) {
   auto f = sine(freq, rate, frames, channels, amp, phase);
   std::vector<std::byte> out(f.size() * 2);
   for (size_t i = 0; i < f.size(); ++i) {
@@ -98,8 +106,11 @@ inline double peak(std::span<const float> buf) {
 // Amplitude of the component at `freq` (Goertzel over the whole buffer,
 // Hann-windowed so nearby tones leak little). A pure sine of amplitude A
 // at exactly `freq` gives ~A.
-inline double tone_amplitude(std::span<const float> buf, uint32_t channels, uint32_t ch,
-                             uint32_t rate, double freq) {
+inline double tone_amplitude(std::span<const float> buf,
+                             uint32_t channels,
+                             uint32_t ch,
+                             uint32_t rate,
+                             double freq) {
   auto x = channel(buf, channels, ch);
   const size_t n = x.size();
   if (n < 2) {
@@ -127,8 +138,7 @@ inline double amplitude_to_db(double a) {
 // Frequency of the dominant tone from rising zero crossings (linear
 // interpolation between samples). Meaningful for a single tone; 0 if fewer
 // than two crossings.
-inline double frequency(std::span<const float> buf, uint32_t channels, uint32_t ch,
-                        uint32_t rate) {
+inline double frequency(std::span<const float> buf, uint32_t channels, uint32_t ch, uint32_t rate) {
   auto x = channel(buf, channels, ch);
   double first = -1, last = -1;
   size_t count = 0;

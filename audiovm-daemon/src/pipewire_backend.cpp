@@ -33,6 +33,7 @@ struct PwStream {
   CaptureSink* sink = nullptr;
   pw_stream* stream = nullptr;
   spa_hook listener{};
+  std::atomic<bool> live{false};  // the process callback may touch source/sink
   bool failed = false;       // went to the error state; recreated from the timer
   bool use_default = false;  // the chosen device failed: fall back until set_device
   uint32_t channels = 2;
@@ -428,6 +429,7 @@ bool PipeWireBackend::create_stream_locked(PwStream& s) {
   }
   s.failed = false;
   s.frames = 0;
+  s.live.store(true, std::memory_order_release);
   pw_stream_add_listener(s.stream, &s.listener, &kStreamEvents, &s);
 
   uint8_t pod_buf[1024];
@@ -456,9 +458,15 @@ void PipeWireBackend::destroy_stream_locked(PwStream& s) {
   if (s.stream == nullptr) {
     return;
   }
-  spa_hook_remove(&s.listener);
-  // Synchronous: the node leaves the data loop before this returns, so the
-  // process callback no longer touches the source.
+  // The process callback runs on the data loop, outside our lock: mark the
+  // stream dead, then let one (blocking) invoke on the data loop finish any
+  // cycle in flight; after that the callback returns before touching the
+  // source, and pw_stream_destroy() detaches the node and our listener.
+  s.live.store(false, std::memory_order_release);
+  pw_data_loop_invoke(
+      pw_context_get_data_loop(context_),
+      [](spa_loop*, bool, uint32_t, const void*, size_t, void*) { return 0; }, 0, nullptr, 0,
+      true, nullptr);
   pw_stream_destroy(s.stream);
   s.stream = nullptr;
 }
@@ -579,6 +587,9 @@ void PipeWireBackend::on_stream_state(void* data,
 // Real-time side (PipeWire's data loop): no allocation, locks or logging.
 void PipeWireBackend::on_process(void* data) {
   auto& s = *static_cast<PwStream*>(data);
+  if (!s.live.load(std::memory_order_acquire)) {
+    return;
+  }
   RtScope rt;  // debug builds abort if a source or sink allocates
   pw_buffer* b = pw_stream_dequeue_buffer(s.stream);
   if (b == nullptr) {

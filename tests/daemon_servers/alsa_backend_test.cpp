@@ -67,6 +67,10 @@ class AlsaBackendTest : public ::testing::Test {
   test::TempDir dir_{"alsa-be"};
   std::unique_ptr<test::AlsaFileConfig> alsa_;
   EventLog events_;
+  // Sources and sinks outlive the backend (declared before it, destroyed after).
+  ToneSource work{440.0, kFullScale * 1.0, kRate, kCh};
+  ToneSource personal{660.0, kFullScale * 0.5, kRate, kCh};
+  CaptureRecorder mic{kRate, kCh};  // 1 s
   std::unique_ptr<Backend> backend_;
 };
 
@@ -87,8 +91,6 @@ TEST_F(AlsaBackendTest, file_holds_the_mix_of_both_qubes_with_their_levels) {
   ASSERT_TRUE(started) << started.error().message;
   EXPECT_TRUE(alsa().timer_paced()) << "the file plugin does not block; the timer must pace";
   EXPECT_EQ(backend_->format().rate, kRate);
-  ToneSource work(440.0, kFullScale * 1.0, kRate, kCh);
-  ToneSource personal(660.0, kFullScale * 0.5, kRate, kCh);
   auto hw = backend_->add_playback({"work", "red", ""}, &work);
   auto hp = backend_->add_playback({"personal", "blue", ""}, &personal);
   ASSERT_TRUE(hw && hp);
@@ -119,7 +121,6 @@ TEST_F(AlsaBackendTest, capture_device_feeds_the_capture_sink) {
   }
   auto started = make_backend("qtest,in=qtest_in");
   ASSERT_TRUE(started) << started.error().message;
-  CaptureRecorder mic(kRate, kCh);
   auto h = backend_->add_capture({"work", "red", ""}, &mic);
   ASSERT_TRUE(h);
   ASSERT_TRUE(test::wait_until([&] { return mic.full(); }, 60s)) << mic.frames();

@@ -58,13 +58,15 @@ class PipeWireBackendTest : public ::testing::Test {
   test::TempDir dir_{"pw-be"};
   std::unique_ptr<test::PipeWireStack> pw_;
   EventLog events_;
+  // Sources and sinks outlive the backend (declared before it, destroyed after).
+  ToneSource work{440.0, kFullScale * 1.0, kRate, kCh};
+  ToneSource personal{660.0, kFullScale * 0.5, kRate, kCh};
+  CaptureRecorder mic{kRate, kCh};  // 1 s
   std::unique_ptr<Backend> backend_;
 };
 
 TEST_F(PipeWireBackendTest, each_qube_arrives_at_the_sink_with_its_frequency_and_level) {
   make_backend();
-  ToneSource work(440.0, kFullScale * 1.0, kRate, kCh);
-  ToneSource personal(660.0, kFullScale * 0.5, kRate, kCh);
   ASSERT_TRUE(backend_->add_playback({"work", "red", ""}, &work));
   ASSERT_TRUE(backend_->add_playback({"personal", "blue", ""}, &personal));
   ASSERT_TRUE(wait_flowing(work));
@@ -85,7 +87,6 @@ TEST_F(PipeWireBackendTest, each_qube_arrives_at_the_sink_with_its_frequency_and
 
 TEST_F(PipeWireBackendTest, nodes_carry_the_qube_name_label_colour_and_latency) {
   make_backend();
-  ToneSource work(440.0, kFullScale, kRate, kCh);
   ASSERT_TRUE(backend_->add_playback({"work", "red", ""}, &work));
   ASSERT_TRUE(wait_flowing(work));
 
@@ -121,7 +122,6 @@ TEST_F(PipeWireBackendTest, lists_the_null_sinks_and_marks_the_default) {
 TEST_F(PipeWireBackendTest, set_device_moves_a_qube_to_another_sink) {
   make_backend();
   ASSERT_TRUE(test::wait_until([&] { return backend_->connected(); }, 20s));
-  ToneSource work(440.0, kFullScale, kRate, kCh);
   auto h = backend_->add_playback({"work", "red", ""}, &work);
   ASSERT_TRUE(h);
   ASSERT_TRUE(wait_flowing(work));
@@ -142,8 +142,6 @@ TEST_F(PipeWireBackendTest, set_device_moves_a_qube_to_another_sink) {
 TEST_F(PipeWireBackendTest, capture_stream_delivers_what_the_device_records) {
   make_backend();
   ASSERT_TRUE(test::wait_until([&] { return backend_->connected(); }, 20s));
-  ToneSource work(440.0, kFullScale, kRate, kCh);
-  CaptureRecorder mic(kRate, kCh);  // 1 s
   ASSERT_TRUE(backend_->add_playback({"work", "red", ""}, &work));
   ASSERT_TRUE(wait_flowing(work));
   // Recording from an output device captures its monitor.
@@ -158,7 +156,6 @@ TEST_F(PipeWireBackendTest, capture_stream_delivers_what_the_device_records) {
 
 TEST_F(PipeWireBackendTest, killed_server_is_reported_and_playback_resumes_when_it_returns) {
   make_backend();
-  ToneSource work(440.0, kFullScale, kRate, kCh);
   ASSERT_TRUE(backend_->add_playback({"work", "red", ""}, &work));
   ASSERT_TRUE(wait_flowing(work));
 
@@ -178,7 +175,6 @@ TEST_F(PipeWireBackendTest, killed_server_is_reported_and_playback_resumes_when_
 
 TEST_F(PipeWireBackendTest, removed_stream_stops_pulling_its_source) {
   make_backend();
-  ToneSource work(440.0, kFullScale, kRate, kCh);
   auto h = backend_->add_playback({"work", "red", ""}, &work);
   ASSERT_TRUE(h);
   ASSERT_TRUE(wait_flowing(work));

@@ -68,6 +68,10 @@ class PulseBackendTest : public ::testing::Test {
   test::TempDir dir_{"pulse-be"};
   std::unique_ptr<test::PulseServer> pa_;
   EventLog events_;
+  // Sources and sinks outlive the backend (declared before it, destroyed after).
+  ToneSource work{440.0, kFullScale * 1.0, kRate, kCh};
+  ToneSource personal{660.0, kFullScale * 0.5, kRate, kCh};
+  CaptureRecorder mic{kRate, kCh};  // 1 s
   std::unique_ptr<Backend> backend_;
 };
 
@@ -75,8 +79,6 @@ TEST_F(PulseBackendTest, each_qube_arrives_at_the_sink_with_its_frequency_and_le
   ASSERT_TRUE(pa_->start()) << pa_->last_error();
   make_backend();
   ASSERT_TRUE(test::wait_until([&] { return backend_->connected(); }, 20s));
-  ToneSource work(440.0, kFullScale * 1.0, kRate, kCh);
-  ToneSource personal(660.0, kFullScale * 0.5, kRate, kCh);
   ASSERT_TRUE(backend_->add_playback({"work", "red", ""}, &work));
   ASSERT_TRUE(backend_->add_playback({"personal", "blue", ""}, &personal));
   ASSERT_TRUE(wait_sink_inputs(2));
@@ -100,8 +102,6 @@ TEST_F(PulseBackendTest, each_qube_arrives_at_the_sink_with_its_frequency_and_le
 TEST_F(PulseBackendTest, sink_inputs_carry_the_qube_name_and_label_colour) {
   ASSERT_TRUE(pa_->start()) << pa_->last_error();
   make_backend();
-  ToneSource work(440.0, kFullScale, kRate, kCh);
-  ToneSource personal(660.0, kFullScale / 2, kRate, kCh);
   ASSERT_TRUE(backend_->add_playback({"work", "red", ""}, &work));
   ASSERT_TRUE(backend_->add_playback({"personal", "#3465a4", ""}, &personal));
   ASSERT_TRUE(wait_sink_inputs(2));
@@ -138,7 +138,6 @@ TEST_F(PulseBackendTest, set_device_moves_a_qube_to_another_sink) {
           .status,
       0);
   make_backend();
-  ToneSource work(440.0, kFullScale, kRate, kCh);
   auto h = backend_->add_playback({"work", "red", ""}, &work);
   ASSERT_TRUE(h);
   ASSERT_TRUE(wait_sink_inputs(1));
@@ -159,8 +158,6 @@ TEST_F(PulseBackendTest, set_device_moves_a_qube_to_another_sink) {
 TEST_F(PulseBackendTest, capture_stream_delivers_what_the_source_records) {
   ASSERT_TRUE(pa_->start()) << pa_->last_error();
   make_backend();
-  ToneSource work(440.0, kFullScale, kRate, kCh);
-  CaptureRecorder mic(kRate, kCh);  // 1 s
   ASSERT_TRUE(backend_->add_playback({"work", "red", ""}, &work));
   ASSERT_TRUE(wait_flowing(work));
   auto c = backend_->add_capture({"work", "red", "out.monitor"}, &mic);
@@ -175,7 +172,6 @@ TEST_F(PulseBackendTest, capture_stream_delivers_what_the_source_records) {
 TEST_F(PulseBackendTest, killed_server_is_reported_and_playback_resumes_when_it_returns) {
   ASSERT_TRUE(pa_->start()) << pa_->last_error();
   make_backend();
-  ToneSource work(440.0, kFullScale, kRate, kCh);
   ASSERT_TRUE(backend_->add_playback({"work", "red", ""}, &work));
   ASSERT_TRUE(wait_sink_inputs(1));
   ASSERT_TRUE(wait_flowing(work));
@@ -201,7 +197,6 @@ TEST_F(PulseBackendTest, killed_server_is_reported_and_playback_resumes_when_it_
 
 TEST_F(PulseBackendTest, starts_before_the_server_and_connects_when_it_appears) {
   make_backend();  // no server yet: not an error
-  ToneSource work(440.0, kFullScale, kRate, kCh);
   ASSERT_TRUE(backend_->add_playback({"work", "red", ""}, &work));
   EXPECT_FALSE(backend_->connected());
 
@@ -217,7 +212,6 @@ TEST_F(PulseBackendTest, starts_before_the_server_and_connects_when_it_appears) 
 TEST_F(PulseBackendTest, removed_stream_leaves_the_server) {
   ASSERT_TRUE(pa_->start()) << pa_->last_error();
   make_backend();
-  ToneSource work(440.0, kFullScale, kRate, kCh);
   auto h = backend_->add_playback({"work", "red", ""}, &work);
   ASSERT_TRUE(h);
   ASSERT_TRUE(wait_sink_inputs(1));

@@ -1,0 +1,244 @@
+// The audiovm-daemon object (see daemon.hpp): sessions, state, signals.
+#include "daemon.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "qaudio/log.hpp"
+
+namespace qaudio::daemon {
+
+void block_daemon_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+Daemon::Daemon(const DaemonOptions& options) : opt_(options), store_(options.state_dir) {}
+
+Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
+  std::unique_ptr<Daemon> d(new Daemon(options));
+  auto t = make_transport(options.channel);
+  if (!t) {
+    return fail(t.error());
+  }
+  d->transport_ = std::move(*t);
+  Daemon* self = d.get();
+  auto be = make_backend(options.backend, options.backend_options, [self](const BackendEvent& ev) {
+    self->loop_.post([self, ev] { self->on_backend_event(ev); });
+  });
+  if (!be) {
+    return fail(be.error());
+  }
+  d->backend_ = std::move(*be);
+  if (auto r = d->store_.load(); !r) {
+    return fail("state directory " + options.state_dir + ": " + r.error().message);
+  }
+  for (const auto& w : d->store_.warnings()) {
+    log_warn("state: %s", w.c_str());
+  }
+  for (const auto& q : options.qubes) {
+    if (d->sessions_.count(q.name) != 0) {
+      return fail("qube " + q.name + " is configured twice");
+    }
+    QubeState st = d->store_.get(q.name);
+    if (d->store_.all().count(q.name) == 0 && q.initial_volume) {
+      st.volume_percent = std::min(*q.initial_volume, kMaxVolumePercent);
+    }
+    SessionConfig sc = options.session;
+    sc.name = q.name;
+    sc.domid = q.domid;
+    sc.audio_domid = options.audio_domid;
+    sc.label = q.label;
+    sc.native_enabled = options.native_enabled;
+    d->sessions_.emplace(q.name,
+                         std::make_unique<Session>(d->loop_, *d->transport_, *d->backend_, sc, st));
+  }
+  return d;
+}
+
+Daemon::~Daemon() {
+  stop();
+  if (signal_fd_ >= 0) {
+    ::close(signal_fd_);
+  }
+}
+
+Result<void> Daemon::start() {
+  if (started_) {
+    return {};
+  }
+  if (auto r = backend_->start(); !r) {
+    return fail("backend " + opt_.backend + ": " + r.error().message);
+  }
+  started_ = true;
+  DeviceFormat f = backend_->format();
+  log_info("backend %s started: %u Hz, %u channels", backend_->name().c_str(), f.rate, f.channels);
+  for (auto& [name, s] : sessions_) {
+    s->start();
+  }
+  return {};
+}
+
+void Daemon::stop() {
+  for (auto& [name, s] : sessions_) {
+    s->stop();
+  }
+  if (started_) {
+    backend_->stop();
+    started_ = false;
+  }
+}
+
+void Daemon::run(std::optional<std::chrono::milliseconds> duration) {
+  EventLoop::Id timer = 0;
+  if (duration) {
+    timer = loop_.add_timer(*duration, [this] { loop_.quit(); });
+  }
+  loop_.run();
+  if (timer != 0) {
+    loop_.remove(timer);
+  }
+}
+
+Result<void> Daemon::install_signal_handlers() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal_fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd_ < 0) {
+    return fail_errno("signalfd");
+  }
+  signal_watch_ = loop_.add_fd(signal_fd_, POLLIN, [this](short) { on_signal(); });
+  return {};
+}
+
+void Daemon::on_signal() {
+  signalfd_siginfo si;
+  while (::read(signal_fd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+    if (si.ssi_signo == SIGUSR1) {
+      log_counters();
+    } else {
+      log_info("signal %u: stopping", si.ssi_signo);
+      loop_.quit();
+    }
+  }
+}
+
+void Daemon::on_backend_event(const BackendEvent& ev) {
+  switch (ev.kind) {
+    case BackendEvent::Kind::ServerLost:
+      log_warn("backend: sound server lost (%s); sessions keep running", ev.detail.c_str());
+      break;
+    case BackendEvent::Kind::ServerBack:
+      log_info("backend: sound server back (%s)", ev.detail.c_str());
+      break;
+    case BackendEvent::Kind::DeviceAdded:
+      log_info("backend: device added: %s", ev.detail.c_str());
+      break;
+    case BackendEvent::Kind::DeviceRemoved:
+      log_info("backend: device removed: %s", ev.detail.c_str());
+      break;
+    case BackendEvent::Kind::Error:
+      log_warn("backend: %s", ev.detail.c_str());
+      break;
+  }
+}
+
+Session* Daemon::find(std::string_view qube) {
+  auto it = sessions_.find(qube);
+  return it == sessions_.end() ? nullptr : it->second.get();
+}
+const Session* Daemon::find(std::string_view qube) const {
+  auto it = sessions_.find(qube);
+  return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+std::vector<SessionInfo> Daemon::list() const {
+  std::vector<SessionInfo> out;
+  out.reserve(sessions_.size());
+  for (const auto& [name, s] : sessions_) {
+    out.push_back(s->info());
+  }
+  return out;
+}
+
+std::optional<SessionInfo> Daemon::info(std::string_view qube) const {
+  const Session* s = find(qube);
+  if (s == nullptr) {
+    return std::nullopt;
+  }
+  return s->info();
+}
+
+Result<void> Daemon::set_volume(std::string_view qube, uint32_t percent) {
+  Session* s = find(qube);
+  if (s == nullptr) {
+    return fail("no qube named " + std::string(qube) + " is configured");
+  }
+  if (percent > kMaxVolumePercent) {
+    return fail("volume " + std::to_string(percent) + " % is out of range (0-150)");
+  }
+  s->set_volume(percent);
+  QubeState st = store_.get(qube);
+  st.volume_percent = percent;
+  return store_.set(qube, st);
+}
+
+Result<void> Daemon::set_mute(std::string_view qube, bool muted) {
+  Session* s = find(qube);
+  if (s == nullptr) {
+    return fail("no qube named " + std::string(qube) + " is configured");
+  }
+  s->set_muted(muted);
+  QubeState st = store_.get(qube);
+  st.muted = muted;
+  return store_.set(qube, st);
+}
+
+Result<void> Daemon::set_mic_attached(std::string_view qube, bool attached) {
+  Session* s = find(qube);
+  if (s == nullptr) {
+    return fail("no qube named " + std::string(qube) + " is configured");
+  }
+  s->set_mic_attached(attached);
+  return {};
+}
+
+std::string Daemon::format_counters(const SessionInfo& s) {
+  const SessionCounters& c = s.counters;
+  char line[640];
+  std::snprintf(line, sizeof line,
+                "%s: state=%s protocol=%s format=\"%s\" volume=%u%s mic=%s%s "
+                "bytes_in=%" PRIu64 " bytes_out=%" PRIu64 " underruns=%" PRIu64 " overruns=%" PRIu64
+                " mic_overruns=%" PRIu64
+                " latency_ms=%.1f"
+                " frames_played=%" PRIu64 " connects=%" PRIu64 " disconnects=%" PRIu64
+                " protocol_errors=%" PRIu64 " fill=%u/%u",
+                s.name.c_str(), std::string(to_string(s.state)).c_str(),
+                std::string(to_string(s.protocol)).c_str(), to_string(s.playback_format).c_str(),
+                s.volume_percent, s.muted ? " (muted)" : "", s.mic_started ? "started" : "stopped",
+                s.mic_attached ? ",attached" : "", c.bytes_in, c.bytes_out, c.underruns, c.overruns,
+                c.mic_overruns, c.latency_us / 1000.0, c.frames_played, c.connects, c.disconnects,
+                c.protocol_errors, c.playback_fill_bytes, c.playback_ring_bytes);
+  return line;
+}
+
+void Daemon::log_counters() const {
+  for (const auto& s : list()) {
+    log_info("%s", format_counters(s).c_str());
+  }
+}
+
+}  // namespace qaudio::daemon

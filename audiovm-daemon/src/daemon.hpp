@@ -1,0 +1,114 @@
+// The audiovm-daemon object: owns the event loop, the channel transport, the
+// device backend, one Session per configured qube and the StateStore
+// (per-qube volume 0-150 % and mute, restored when a qube reconnects or the
+// daemon restarts, saved atomically on change).
+//
+// The internal API below is what the control API (and the mic gate) call;
+// every call runs on the loop's thread.
+//
+//   auto d = Daemon::create(options);        // Result<unique_ptr<Daemon>>
+//   (*d)->start();                            // backend up, sessions connecting
+//   (*d)->set_volume("work", 80);
+//   for (auto& s : (*d)->list()) ...;
+//   (*d)->run();                              // until SIGINT/SIGTERM or quit()
+//
+// Signals (install_signal_handlers(), with the signals already blocked in
+// every thread by block_daemon_signals() at the start of main): SIGINT and
+// SIGTERM stop the loop cleanly; SIGUSR1 logs every session's counters.
+// Backend events (sound server lost/back, device changes) are posted onto
+// the loop and logged; sessions keep running.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend.hpp"
+#include "qaudio/channel.hpp"
+#include "qaudio/event_loop.hpp"
+#include "qaudio/result.hpp"
+#include "session.hpp"
+#include "state_store.hpp"
+
+namespace qaudio::daemon {
+
+struct QubeConfig {
+  std::string name;
+  uint32_t domid = 0;
+  std::string label;                       // label colour, may be empty
+  std::optional<uint32_t> initial_volume;  // unless the state dir says otherwise
+};
+
+struct DaemonOptions {
+  std::string channel = "unix:/run/qubes-audio";  // unix:DIR | shm:DIR | xen
+  uint32_t audio_domid = 0;
+  std::vector<QubeConfig> qubes;
+  std::string backend = "wav:qaudio-out.wav";
+  BackendOptions backend_options;
+  std::string state_dir;  // empty: state kept in memory only
+  bool native_enabled = true;
+  SessionConfig session;  // timing template; name/domid/label are per qube
+};
+
+class Daemon {
+ public:
+  // Builds the transport, the backend and the sessions; loads the state.
+  static Result<std::unique_ptr<Daemon>> create(const DaemonOptions& options);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Starts the backend and every session (each connects by itself).
+  Result<void> start();
+  // Stops the sessions (streams leave the backend) and the backend.
+  void stop();
+
+  // Runs the loop until quit(), a signal, or `duration` passed.
+  void run(std::optional<std::chrono::milliseconds> duration = std::nullopt);
+  void quit() { loop_.quit(); }
+  EventLoop& loop() { return loop_; }
+  Backend& backend() { return *backend_; }
+
+  // Signals through a signalfd on the loop (see the header comment).
+  Result<void> install_signal_handlers();
+
+  // ---- internal API (control API, mic gate) ----
+  std::vector<SessionInfo> list() const;
+  std::optional<SessionInfo> info(std::string_view qube) const;
+  Result<void> set_volume(std::string_view qube, uint32_t percent);
+  Result<void> set_mute(std::string_view qube, bool muted);
+  // Opens or closes the qube's microphone gate (default: detached).
+  Result<void> set_mic_attached(std::string_view qube, bool attached);
+
+  // Logs every session's counters (SIGUSR1) / formats them for --print-counters.
+  void log_counters() const;
+  static std::string format_counters(const SessionInfo& s);
+  const StateStore& state() const { return store_; }
+
+ private:
+  explicit Daemon(const DaemonOptions& options);
+  Session* find(std::string_view qube);
+  const Session* find(std::string_view qube) const;
+  void on_backend_event(const BackendEvent& ev);
+  void on_signal();
+
+  DaemonOptions opt_;
+  EventLoop loop_;
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<Backend> backend_;
+  StateStore store_;
+  std::map<std::string, std::unique_ptr<Session>, std::less<>> sessions_;
+  bool started_ = false;
+  int signal_fd_ = -1;
+  EventLoop::Id signal_watch_ = 0;
+};
+
+// Blocks SIGINT, SIGTERM, SIGUSR1 in the calling thread (call first thing in
+// main, before any thread starts) so that they arrive only on the signalfd.
+void block_daemon_signals();
+
+}  // namespace qaudio::daemon

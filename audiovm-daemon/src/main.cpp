@@ -1,0 +1,66 @@
+// qubes-audiovm-daemon: the audio qube's daemon (docs/audiovm-daemon.md).
+//
+//   qubes-audiovm-daemon --channel unix:/run/qubes-audio --qube work=5
+//       --qube personal=7 --backend pulse --state-dir /var/lib/qubes-audio
+//   qubes-audiovm-daemon --config /etc/qubes-audio/daemon.conf
+//
+// Exit codes: 0 clean stop (signal or --duration), 1 start-up failure
+// (backend, transport, state dir), 2 bad options.
+#include <cmath>
+#include <cstdio>
+#include <variant>
+
+#include "config.hpp"
+#include "daemon.hpp"
+#include "qaudio/log.hpp"
+
+int main(int argc, char** argv) {
+  using namespace qaudio;
+  using namespace qaudio::daemon;
+  // Before any thread exists, so the signals reach only the signalfd.
+  block_daemon_signals();
+  set_log_tag("audiovm-daemon");
+
+  auto parsed = parse_cli(argc, argv);
+  if (auto* code = std::get_if<int>(&parsed)) {
+    return *code;
+  }
+  DaemonCli& cli = std::get<DaemonCli>(parsed);
+  if (cli.verbose) {
+    set_log_level(LogLevel::Debug);
+  }
+  if (cli.options.qubes.empty()) {
+    log_warn("no qubes configured (--qube NAME=DOMID or qube = ... in --config): idle");
+  }
+
+  auto d = Daemon::create(cli.options);
+  if (!d) {
+    std::fprintf(stderr, "qubes-audiovm-daemon: %s\n", d.error().message.c_str());
+    return 1;
+  }
+  Daemon& daemon = **d;
+  if (auto r = daemon.install_signal_handlers(); !r) {
+    std::fprintf(stderr, "qubes-audiovm-daemon: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  if (auto r = daemon.start(); !r) {
+    std::fprintf(stderr, "qubes-audiovm-daemon: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  std::optional<std::chrono::milliseconds> duration;
+  if (cli.duration_s) {
+    duration = std::chrono::milliseconds(std::llround(*cli.duration_s * 1000.0));
+  }
+  daemon.run(duration);
+
+  auto sessions = daemon.list();
+  daemon.stop();
+  if (cli.print_counters || cli.duration_s) {
+    for (const auto& s : sessions) {
+      std::printf("%s\n", Daemon::format_counters(s).c_str());
+    }
+    std::fflush(stdout);
+  }
+  log_info("stopped");
+  return 0;
+}

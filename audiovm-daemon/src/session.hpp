@@ -1,0 +1,251 @@
+// A session: the daemon's side of one configured qube. The daemon is the
+// vchan CLIENT (the qube serves ports 4713 and 4714, as in stock Qubes).
+//
+//   - Connects both ports with Transport::connect(addr, 0 ms) from an event
+//     loop timer; a qube that is not there yet is retried with exponential
+//     backoff (initial 100 ms, doubling to 5 s). The backoff restarts from
+//     the initial value only after a session stayed up `stable_after` (3 s),
+//     so a qube that reconnects in a loop is rate-limited.
+//   - Either channel Closed, a malformed native message, a heartbeat
+//     timeout: the streams leave the backend first, then are destroyed, the
+//     channels closed, and the reconnect timer armed. Never fatal.
+//   - Protocol: stock until the qube's agent says the native hello on 4714
+//     (DaemonNegotiator). Stock: playback runs at S16LE 44.1 kHz stereo as
+//     soon as connected, the mic starts stopped, control words are decoded
+//     with StockControlDecoder. Native: Welcome/Hello, PlaybackFormat ->
+//     FormatAccepted, CaptureFormat, cork/uncork, mic start/stop, Latency and
+//     ClockTick every `report_interval`, VolumeState and MicState on change,
+//     heartbeats both ways, MicData frames for the mic.
+//   - Back-pressure: from 4713 only as many bytes are read as the playback
+//     ring can take, so a qube that writes faster than real time fills its
+//     own vchan, never our memory. Cork = drain what is queued, then stop.
+//   - Mic: while the qube started it, a CaptureStream is attached to the
+//     backend; its gate opens only when the daemon says so
+//     (set_mic_attached); detached, it produces exact zeros at the real rate.
+//     A qube that does not read loses the OLDEST audio (bounded queue,
+//     counted as overruns); nothing blocks, nothing grows.
+//
+//   Session s(loop, transport, backend, {.name = "work", .domid = 5}, QubeState{});
+//   s.start();                     // connects now, then by itself forever
+//   s.set_volume(80);  auto info = s.info();
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend.hpp"
+#include "capture_stream.hpp"
+#include "playback_stream.hpp"
+#include "qaudio/channel.hpp"
+#include "qaudio/event_loop.hpp"
+#include "qaudio/format.hpp"
+#include "qaudio/negotiation.hpp"
+#include "qaudio/protocol.hpp"
+#include "state_store.hpp"
+
+namespace qaudio::daemon {
+
+enum class SessionState : uint8_t {
+  Waiting,     // qube not reachable; reconnect timer armed
+  Connecting,  // channels connected, handshake not finished (shm grant)
+  Running,     // both channels open, streams attached
+  Stopped,     // stop() was called
+};
+enum class SessionProtocol : uint8_t { None, Stock, Negotiating, Native };
+
+std::string_view to_string(SessionState s);
+std::string_view to_string(SessionProtocol p);
+
+struct SessionConfig {
+  std::string name;          // the qube's name (identity comes from the config)
+  uint32_t domid = 0;        // vchan server domain (the qube)
+  uint32_t audio_domid = 0;  // vchan client domain (this audio domain)
+  std::string label;         // label colour for sound servers, may be empty
+  bool native_enabled = true;
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{5000};
+  std::chrono::milliseconds stable_after{3000};       // resets the backoff
+  std::chrono::milliseconds handshake_timeout{2000};  // shm grant, native hello
+  std::chrono::milliseconds tick{10};                 // pump / housekeeping
+  std::chrono::milliseconds report_interval{100};     // Latency + ClockTick
+  std::chrono::milliseconds heartbeat_interval{1000};
+  unsigned heartbeat_misses = 3;
+  std::chrono::milliseconds target_fill{40};     // playback prebuffer
+  std::chrono::milliseconds playback_ring{500};  // playback memory bound
+  std::chrono::milliseconds mic_queue{200};      // mic kept for a slow reader
+};
+
+struct SessionCounters {
+  uint64_t bytes_in = 0;          // playback PCM read from the qube (4713)
+  uint64_t bytes_out = 0;         // mic PCM sent to the qube (4714)
+  uint64_t control_bytes_in = 0;  // read from 4714
+  uint64_t underruns = 0;         // playback ran dry while playing
+  uint64_t overruns = 0;          // playback bytes dropped (ring full) events
+  uint64_t mic_overruns = 0;      // mic audio dropped because the qube did not read
+  uint64_t mic_dropped_bytes = 0;
+  uint64_t frames_played = 0;    // qube frames taken by the device side
+  uint64_t unknown_words = 0;    // stock control words without meaning
+  uint64_t dropped_reports = 0;  // Latency/ClockTick/Heartbeat not sent (4714 full)
+  uint64_t connects = 0;         // sessions established
+  uint64_t disconnects = 0;
+  uint64_t protocol_errors = 0;  // sessions closed for malformed input
+  uint32_t latency_us = 0;       // current playback latency (ring + device)
+  uint32_t playback_fill_bytes = 0;
+  uint32_t playback_ring_bytes = 0;  // bound of the fill
+  uint32_t mic_queue_bytes = 0;      // mic bytes waiting for the qube
+};
+
+struct SessionInfo {
+  std::string name;
+  uint32_t domid = 0;
+  std::string label;
+  SessionState state = SessionState::Waiting;
+  SessionProtocol protocol = SessionProtocol::None;
+  StreamFormat playback_format = kStockFormat;
+  StreamFormat capture_format = kStockFormat;
+  uint32_t volume_percent = kDefaultVolumePercent;
+  bool muted = false;
+  bool corked = false;
+  bool mic_started = false;   // the qube wants to record
+  bool mic_attached = false;  // the gate is open (daemon-level decision)
+  std::string last_error;     // why the last connection ended, if it failed
+  SessionCounters counters;
+};
+
+class Session {
+ public:
+  Session(EventLoop& loop,
+          Transport& transport,
+          Backend& backend,
+          SessionConfig config,
+          const QubeState& state);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Attempts to connect now; from then on reconnects by itself.
+  void start();
+  // Tears everything down; no reconnect until start() again.
+  void stop();
+
+  void set_volume(uint32_t percent);  // clamped to 0..150
+  void set_muted(bool muted);
+  void set_mic_attached(bool attached);
+
+  SessionInfo info() const;
+  const std::string& name() const { return cfg_.name; }
+  SessionState state() const { return state_; }
+  SessionProtocol protocol() const;
+
+ private:
+  class TimedSource;  // records the backend's PeriodTiming around the stream
+
+  // connection life cycle
+  void try_connect();
+  void on_channel_event(int which);
+  void check_handshake();
+  void on_connected();
+  void close_session(const std::string& why, bool protocol_error);
+  void schedule_reconnect();
+  void on_tick();
+  void on_report();
+  void send_latency(bool force);
+  void send_clock_tick();
+
+  // playback
+  Result<void> open_playback(const StreamFormat& fmt, bool adaptive);
+  void close_playback();
+  void pump_playback();
+  void cork(bool corked);
+
+  // control channel + protocol
+  void read_control();
+  void process_control(std::span<const std::byte> bytes);
+  void process_stock(std::span<const std::byte> bytes);
+  void process_native(std::span<const std::byte> bytes);
+  void handle_stock_word(uint32_t word);
+  void handle_native(const protocol::Message& m);
+  void enter_native();
+  enum class Priority { Required, Droppable };
+  bool send(const protocol::Message& m, Priority prio);
+  bool flush_out();
+
+  // microphone
+  void mic_start();
+  void mic_stop();
+  Result<void> open_capture();
+  void close_capture();
+  void pump_mic();
+
+  void fold_counters();
+  size_t playback_ring_bound() const;
+
+  EventLoop& loop_;
+  Transport& transport_;
+  Backend& backend_;
+  SessionConfig cfg_;
+
+  SessionState state_ = SessionState::Waiting;
+  std::unique_ptr<Channel> play_ch_;
+  std::unique_ptr<Channel> ctl_ch_;
+  EventLoop::Id play_watch_ = 0;
+  EventLoop::Id ctl_watch_ = 0;
+  EventLoop::Id reconnect_timer_ = 0;
+  EventLoop::Id tick_timer_ = 0;
+  EventLoop::Id report_timer_ = 0;
+  std::chrono::milliseconds backoff_;
+  EventLoop::Clock::time_point connect_started_{};
+  EventLoop::Clock::time_point connected_at_{};
+  bool logged_waiting_ = false;
+  std::string last_error_;
+
+  // protocol
+  std::unique_ptr<protocol::DaemonNegotiator> neg_;
+  protocol::StockControlDecoder stock_;
+  std::unique_ptr<protocol::FrameDecoder> frames_;
+  uint8_t version_ = 0;
+  uint32_t caps_ = 0;  // agreed capabilities (native)
+  protocol::HeartbeatMonitor heartbeat_;
+  std::vector<std::byte> out_;  // control bytes not yet written (whole frames)
+  protocol::Latency last_latency_;
+
+  // playback
+  std::unique_ptr<PlaybackStream> playback_;
+  std::unique_ptr<TimedSource> timed_;
+  StreamHandle play_handle_ = 0;
+  bool play_added_ = false;
+  StreamFormat play_format_ = kStockFormat;
+  bool draining_ = false;  // cork requested: play out the ring, then cork
+  bool drain_padded_ = false;
+  bool corked_ = false;
+  uint64_t drain_underruns_ = 0;  // stream underruns when the drain began
+
+  // capture
+  std::unique_ptr<CaptureStream> capture_;
+  StreamHandle cap_handle_ = 0;
+  bool cap_added_ = false;
+  StreamFormat cap_format_ = kStockFormat;
+  bool mic_started_ = false;
+  bool mic_attached_ = false;
+  bool mic_allowed_ = true;  // policy (the mic-gate work) has no say yet
+
+  // settings
+  uint32_t volume_percent_;
+  bool muted_;
+
+  // counters: totals of ended connections + the live streams
+  SessionCounters totals_;
+  uint64_t ignored_underruns_ = 0;  // the end of a drain is not an underrun
+
+  std::vector<std::byte> buf_;  // I/O scratch, allocated once
+  std::vector<std::byte> mic_buf_;
+};
+
+}  // namespace qaudio::daemon

@@ -26,7 +26,8 @@
 // transport (unix and shm hand out an epoll fd; xen the event-channel fd);
 // callers that re-read fd() after handle_events() stay correct should a
 // future transport swap it (e.g. once a server accepted its peer). After
-// close() fd() is -1.
+// close() fd() is -1. A Channel object is not thread-safe: use each one from
+// one thread at a time (the two ends of a pair may live in different threads).
 #pragma once
 
 #include <chrono>

@@ -43,7 +43,7 @@ test: deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 
 demo: build
-	$(BUILD)/tests/demo/qaudio-demo --out demo-out.wav
+	tools/demo.sh --build $(BUILD) --out demo-out.wav
 
 bench: build
 	$(BUILD)/bench/qaudio-bench --benchmark_min_time=0.2

@@ -571,7 +571,8 @@ void AgentSession::drop_stale_playback() {
   size_t keep = 0;
   bool connected = phase_ == SessionPhase::Native || phase_ == SessionPhase::Stock;
   if (!(connected && sent_corked_)) {
-    uint32_t ms = std::max<uint32_t>(opts_.latency_ms * 4, 40);
+    uint32_t ms =
+        opts_.max_queue_ms != 0 ? opts_.max_queue_ms : std::max<uint32_t>(opts_.latency_ms * 4, 40);
     keep = src.bytes_for_ms(ms);
   }
   size_t have = ring.readable() / fb * fb;

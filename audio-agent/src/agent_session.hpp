@@ -56,6 +56,9 @@ struct AgentOptions {
   // Target for the agent's own queue; older playback data is dropped beyond
   // max(4 x this, 40 ms) (a stalled daemon never makes the qube lag behind).
   uint32_t latency_ms = 10;
+  // When non-zero, overrides that bound (the ALSA plugin: an app may write
+  // a whole ALSA buffer at once).
+  uint32_t max_queue_ms = 0;
   RingSizes playback_ring{16384, 1024};  // 4713: qube -> audio domain
   RingSizes control_ring{4096, 32768};   // 4714: control out, mic PCM in
 };

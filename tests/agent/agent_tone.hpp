@@ -8,6 +8,7 @@
 //   EXPECT_NEAR(tone_peak(f, 2, 0, 44100, 1000.0), 0.5, 0.01);
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <vector>
@@ -63,6 +64,28 @@ inline double tone_peak(const std::vector<float>& pcm,
     im -= v * std::sin(w * static_cast<double>(i));
   }
   return 2 * std::sqrt(re * re + im * im) / static_cast<double>(frames);
+}
+
+// Median of tone_peak over consecutive `window`-frame windows from
+// `first_frame`: robust against the odd glitch of a loaded machine (with
+// 100 ms windows every multiple of 10 Hz is a whole number of cycles).
+inline double tone_level(const std::vector<float>& pcm,
+                         size_t channels,
+                         size_t channel,
+                         double rate,
+                         double freq,
+                         size_t first_frame,
+                         size_t window) {
+  std::vector<double> levels;
+  for (size_t f = first_frame; f + window <= pcm.size() / channels; f += window) {
+    levels.push_back(tone_peak(pcm, channels, channel, rate, freq, f, window));
+  }
+  if (levels.empty()) {
+    return 0;
+  }
+  std::nth_element(levels.begin(), levels.begin() + static_cast<ptrdiff_t>(levels.size() / 2),
+                   levels.end());
+  return levels[levels.size() / 2];
 }
 
 // Frequency from rising zero crossings (interpolated), over one channel.

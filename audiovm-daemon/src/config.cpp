@@ -71,6 +71,12 @@ Result<void> set_scalar(DaemonCli& cli, std::string_view key, std::string_view v
     o.backend = std::string(value);
   } else if (key == "state-dir") {
     o.state_dir = std::string(value);
+  } else if (key == "policy-dir") {
+    o.policy_dir = std::string(value);
+  } else if (key == "audio-qube") {
+    o.audio_qube = std::string(value);
+  } else if (key == "qube-info") {
+    o.qube_info = std::string(value);
   } else if (key == "audio-domid") {
     auto v = number("audio-domid", 0, 32767);
     if (!v) {
@@ -287,7 +293,7 @@ std::variant<DaemonCli, int> parse_cli(int argc, const char* const* argv) {
   app.set_version_flag("--version", std::string("qubes-audiovm-daemon ") + QAUDIO_VERSION);
   app.get_formatter()->column_width(34);
 
-  std::string channel, backend, state_dir, config;
+  std::string channel, backend, state_dir, config, policy_dir, audio_qube, qube_info;
   uint32_t audio_domid = 0, rate = 0, period = 0, buffer = 0;
   std::vector<std::string> qubes, volumes, labels;
   double duration = 0;
@@ -333,6 +339,16 @@ std::variant<DaemonCli, int> parse_cli(int argc, const char* const* argv) {
   auto* o_state = app.add_option("--state-dir", state_dir,
                                  "Directory for per-qube volume/mute state (default: memory only)")
                       ->type_name("DIR");
+  auto* o_policy = app.add_option("--policy-dir", policy_dir,
+                                  "qaudio.Mic/qaudio.Play policy directory, reloaded on change "
+                                  "(default: none, the mic follows attach/detach alone)")
+                       ->type_name("DIR");
+  auto* o_audio_qube = app.add_option("--audio-qube", audio_qube,
+                                      "This audio qube's name in policy (default: hostname)")
+                           ->type_name("NAME");
+  auto* o_qube_info =
+      app.add_option("--qube-info", qube_info, "File of qube types/tags for @tag:/@type: policy")
+          ->type_name("FILE");
   app.add_option("--volume", volumes,
                  "Initial volume of a qube, NAME=PERCENT 0-150 (repeatable); saved state wins")
       ->type_name("NAME=PERCENT")
@@ -380,12 +396,14 @@ std::variant<DaemonCli, int> parse_cli(int argc, const char* const* argv) {
     }
     return {};
   };
-  for (auto r : {scalar(o_channel, "channel", channel), scalar(o_backend, "backend", backend),
-                 scalar(o_state, "state-dir", state_dir),
-                 scalar(o_audio, "audio-domid", std::to_string(audio_domid)),
-                 scalar(o_rate, "rate", std::to_string(rate)),
-                 scalar(o_period, "period-ms", std::to_string(period)),
-                 scalar(o_buffer, "buffer-ms", std::to_string(buffer))}) {
+  for (auto r :
+       {scalar(o_channel, "channel", channel), scalar(o_backend, "backend", backend),
+        scalar(o_state, "state-dir", state_dir), scalar(o_policy, "policy-dir", policy_dir),
+        scalar(o_audio_qube, "audio-qube", audio_qube), scalar(o_qube_info, "qube-info", qube_info),
+        scalar(o_audio, "audio-domid", std::to_string(audio_domid)),
+        scalar(o_rate, "rate", std::to_string(rate)),
+        scalar(o_period, "period-ms", std::to_string(period)),
+        scalar(o_buffer, "buffer-ms", std::to_string(buffer))}) {
     if (!r) {
       return usage(r.error().message);
     }

@@ -3,7 +3,8 @@
 //
 // Config file: one `key = value` per line, `#` comments, blank lines. Keys
 // are the long option names (channel, audio-domid, backend, rate, period-ms,
-// buffer-ms, state-dir, stock-only, verbose), plus repeatable
+// buffer-ms, state-dir, policy-dir, audio-qube, qube-info, stock-only,
+// verbose), plus repeatable
 // `qube = NAME=DOMID` and `volume = NAME=PERCENT`, and `label.NAME = COLOR`.
 // Errors name file:line. The command line overrides the file's scalars;
 // qubes, volumes and labels from both are combined.

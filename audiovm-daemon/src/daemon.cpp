@@ -9,7 +9,9 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "mic_gate_api.hpp"
 #include "qaudio/log.hpp"
+#include "qaudio/policy/loader.hpp"
 
 namespace qaudio::daemon {
 
@@ -62,11 +64,168 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
     d->sessions_.emplace(q.name,
                          std::make_unique<Session>(d->loop_, *d->transport_, *d->backend_, sc, st));
   }
+  d->setup_mic_gate();
   return d;
+}
+
+// ---------------------------------------------------------- mic gate ----
+
+namespace {
+
+std::shared_ptr<const policy::PolicySnapshot> load_policy_logged(const std::string& dir) {
+  auto snap = policy::load_policy_dir(dir);
+  if (snap->valid()) {
+    log_info("policy %s: %zu rules from %zu files", dir.c_str(), snap->rules.size(),
+             snap->files.size());
+  } else {
+    log_error("policy %s is invalid: every microphone and playback request is denied until fixed",
+              dir.c_str());
+    for (const auto& e : snap->errors) {
+      log_error("policy: %s", e.to_string().c_str());
+    }
+  }
+  return snap;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) {
+    return {};
+  }
+  return buf;
+}
+
+}  // namespace
+
+void Daemon::setup_mic_gate() {
+  MicGateConfig gc;
+  gc.enforce_policy = !opt_.policy_dir.empty();
+  gc.audio_qube = opt_.audio_qube.empty() ? host_name() : opt_.audio_qube;
+  std::shared_ptr<const policy::QubeInfoProvider> qubes;
+  if (!opt_.qube_info.empty()) {
+    auto info =
+        std::make_shared<policy::StaticQubeInfo>(policy::StaticQubeInfo::load_file(opt_.qube_info));
+    if (!info->failure().empty()) {
+      log_error("qube information %s: %s (policy denies everything)", opt_.qube_info.c_str(),
+                info->failure().c_str());
+    }
+    qubes = std::move(info);
+  }
+  std::shared_ptr<const policy::PolicySnapshot> snap;
+  if (gc.enforce_policy) {
+    snap = load_policy_logged(opt_.policy_dir);
+    policy_watcher_ = std::make_unique<policy::PolicyWatcher>(opt_.policy_dir);
+    if (auto r = policy_watcher_->start(); !r) {
+      log_warn("policy %s: not watched for changes: %s", opt_.policy_dir.c_str(),
+               r.error().message.c_str());
+      policy_watcher_.reset();
+    } else {
+      policy_watcher_->watch(*snap);
+      policy_watch_ =
+          loop_.add_fd(policy_watcher_->fd(), POLLIN, [this](short) { on_policy_files_changed(); });
+    }
+  } else {
+    log_warn(
+        "no --policy-dir: microphone and playback are not restricted by policy (the "
+        "user's attachment alone opens a microphone)");
+  }
+  gate_ = std::make_unique<MicGate>(gc, std::move(qubes), std::move(snap));
+  gate_->add_listener(this);
+  for (auto& [name, s] : sessions_) {
+    gate_->add_qube(name);
+    s->set_playback_allowed(gate_->playback_allowed(name));
+    s->set_mic_observer(
+        [this](const std::string& q, bool started) { on_mic_activity(q, started); });
+  }
+  // After a restart only persistent assignments come back, and only if allowed.
+  std::vector<std::string> persistent;
+  for (const auto& [name, st] : store_.all()) {
+    if (st.mic_persistent && gate_->knows(name)) {
+      persistent.push_back(name);
+    }
+  }
+  for (const auto& name : persistent) {
+    {
+      AttachResult r = gate_->restore_persistent(name);
+      if (r.ok()) {
+        log_info("%s: persistent microphone re-attached", name.c_str());
+      } else {
+        log_warn("%s", r.reason.c_str());
+      }
+    }
+  }
+}
+
+void Daemon::on_policy_files_changed() {
+  if (!policy_watcher_ || !policy_watcher_->check()) {
+    return;
+  }
+  auto snap = load_policy_logged(opt_.policy_dir);
+  policy_watcher_->watch(*snap);
+  gate_->on_policy_changed(std::move(snap));
+}
+
+void Daemon::on_mic_activity(const std::string& qube, bool started) {
+  if (!started) {
+    gate_->on_mic_stopped(qube);
+    return;
+  }
+  if (gate_->attached(qube)) {
+    return;
+  }
+  RequestOutcome o = gate_->on_mic_requested(qube, std::chrono::steady_clock::now());
+  if (o == RequestOutcome::Denied) {
+    log_info("%s wants the microphone; policy denies it: %s", qube.c_str(),
+             gate_->state(qube)->mic_reason.c_str());
+  }
+}
+
+void Daemon::mic_requested(const MicRequest& r) {
+  log_info("%s wants the microphone (policy: %s); attach it with: qvm-audio mic attach %s",
+           r.qube.c_str(), to_string(r.policy), r.qube.c_str());
+}
+
+void Daemon::mic_attached(const std::string& qube, bool persistent) {
+  log_info("%s: microphone attached%s", qube.c_str(), persistent ? " (persistent)" : "");
+  QubeState st = store_.get(qube);
+  if (st.mic_persistent != persistent) {
+    st.mic_persistent = persistent;
+    if (auto r = store_.set(qube, st); !r) {
+      log_warn("%s: cannot save the microphone assignment: %s", qube.c_str(),
+               r.error().message.c_str());
+    }
+  }
+}
+
+void Daemon::mic_detached(const std::string& qube, DetachCause cause, const std::string& why) {
+  log_info("%s: microphone detached (%s): %s", qube.c_str(), to_string(cause), why.c_str());
+  QubeState st = store_.get(qube);
+  if (cause == DetachCause::User && st.mic_persistent) {
+    st.mic_persistent = false;
+    if (auto r = store_.set(qube, st); !r) {
+      log_warn("%s: cannot save the microphone assignment: %s", qube.c_str(),
+               r.error().message.c_str());
+    }
+  }
+}
+
+void Daemon::gate_changed(const std::string& qube, bool open) {
+  if (Session* s = find(qube)) {
+    s->set_mic_attached(open);
+  }
+}
+
+void Daemon::playback_changed(const std::string& qube, bool allowed) {
+  if (Session* s = find(qube)) {
+    s->set_playback_allowed(allowed);
+  }
 }
 
 Daemon::~Daemon() {
   stop();
+  if (policy_watch_ != 0) {
+    loop_.remove(policy_watch_);
+  }
   if (signal_fd_ >= 0) {
     ::close(signal_fd_);
   }
@@ -207,12 +366,17 @@ Result<void> Daemon::set_mute(std::string_view qube, bool muted) {
   return store_.set(qube, st);
 }
 
-Result<void> Daemon::set_mic_attached(std::string_view qube, bool attached) {
-  Session* s = find(qube);
-  if (s == nullptr) {
+Result<void> Daemon::set_mic_attached(std::string_view qube,
+                                      bool attached,
+                                      bool persistent,
+                                      bool confirmed) {
+  if (find(qube) == nullptr) {
     return fail("no qube named " + std::string(qube) + " is configured");
   }
-  s->set_mic_attached(attached);
+  MicApiResult r = mic_api_set_attached(*gate_, std::string(qube), attached, persistent, confirmed);
+  if (!r.ok()) {
+    return fail(r.message);
+  }
   return {};
 }
 

@@ -28,8 +28,10 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "mic_gate.hpp"
 #include "qaudio/channel.hpp"
 #include "qaudio/event_loop.hpp"
+#include "qaudio/policy/watcher.hpp"
 #include "qaudio/result.hpp"
 #include "session.hpp"
 #include "state_store.hpp"
@@ -50,11 +52,18 @@ struct DaemonOptions {
   std::string backend = "wav:qaudio-out.wav";
   BackendOptions backend_options;
   std::string state_dir;  // empty: state kept in memory only
+  // Policy (qaudio.Mic / qaudio.Play). Empty policy_dir: not enforced, the
+  // user's attachment alone opens a mic (logged at start). audio_qube is the
+  // policy target (empty: this host's name); qube_info is the file of qube
+  // types and tags (qaudio/policy/qube_info.hpp), empty: names only.
+  std::string policy_dir;
+  std::string audio_qube;
+  std::string qube_info;
   bool native_enabled = true;
   SessionConfig session;  // timing template; name/domid/label are per qube
 };
 
-class Daemon {
+class Daemon : private MicGateListener {
  public:
   // Builds the transport, the backend and the sessions; loads the state.
   static Result<std::unique_ptr<Daemon>> create(const DaemonOptions& options);
@@ -81,8 +90,17 @@ class Daemon {
   std::optional<SessionInfo> info(std::string_view qube) const;
   Result<void> set_volume(std::string_view qube, uint32_t percent);
   Result<void> set_mute(std::string_view qube, bool muted);
-  // Opens or closes the qube's microphone gate (default: detached).
-  Result<void> set_mic_attached(std::string_view qube, bool attached);
+  // Attaches or detaches the qube's microphone through the MicGate (default:
+  // detached). Refused with the policy's reason under deny, or when policy
+  // says ask and `confirmed` is false. `persistent` is stored and restored
+  // after a restart if policy still allows.
+  Result<void> set_mic_attached(std::string_view qube,
+                                bool attached,
+                                bool persistent = false,
+                                bool confirmed = false);
+  // The gate itself (list, pending requests, event listeners: mic_gate_api.hpp).
+  MicGate& mic_gate() { return *gate_; }
+  const MicGate& mic_gate() const { return *gate_; }
 
   // Logs every session's counters (SIGUSR1) / formats them for --print-counters.
   void log_counters() const;
@@ -95,12 +113,24 @@ class Daemon {
   const Session* find(std::string_view qube) const;
   void on_backend_event(const BackendEvent& ev);
   void on_signal();
+  void setup_mic_gate();
+  void on_policy_files_changed();
+  void on_mic_activity(const std::string& qube, bool started);
+  // MicGateListener: applies the gate's decisions to the sessions and store.
+  void mic_requested(const MicRequest& r) override;
+  void mic_attached(const std::string& qube, bool persistent) override;
+  void mic_detached(const std::string& qube, DetachCause cause, const std::string& why) override;
+  void gate_changed(const std::string& qube, bool open) override;
+  void playback_changed(const std::string& qube, bool allowed) override;
 
   DaemonOptions opt_;
   EventLoop loop_;
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<Backend> backend_;
   StateStore store_;
+  std::unique_ptr<MicGate> gate_;  // before sessions_: outlives them
+  std::unique_ptr<policy::PolicyWatcher> policy_watcher_;
+  EventLoop::Id policy_watch_ = 0;
   std::map<std::string, std::unique_ptr<Session>, std::less<>> sessions_;
   bool started_ = false;
   int signal_fd_ = -1;

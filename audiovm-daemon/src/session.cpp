@@ -297,6 +297,9 @@ void Session::close_session(const std::string& why, bool protocol_error) {
   version_ = 0;
   draining_ = false;
   corked_ = false;
+  if (mic_started_ && mic_observer_) {
+    mic_observer_(cfg_.name, false);
+  }
   mic_started_ = false;
   play_format_ = kStockFormat;
   cap_format_ = kStockFormat;
@@ -520,6 +523,10 @@ void Session::pump_playback() {
     size_t got = play_ch_->read(std::span(buf_).first(n));
     if (got == 0) {
       break;
+    }
+    if (!playback_allowed_) {  // qaudio.Play deny: same pacing, no audio
+      std::fill_n(buf_.begin(), got, std::byte{0});
+      totals_.playback_discarded_bytes += got;
     }
     playback_->write(std::span<const std::byte>(buf_).first(got));
     totals_.bytes_in += got;
@@ -818,6 +825,9 @@ void Session::mic_start() {
   } else {
     log_info("%s: microphone started", cfg_.name.c_str());
   }
+  if (mic_observer_) {
+    mic_observer_(cfg_.name, true);
+  }
 }
 
 void Session::mic_stop() {
@@ -827,6 +837,9 @@ void Session::mic_stop() {
   mic_started_ = false;
   close_capture();
   log_debug("%s: microphone stopped", cfg_.name.c_str());
+  if (mic_observer_) {
+    mic_observer_(cfg_.name, false);
+  }
 }
 
 Result<void> Session::open_capture() {
@@ -867,6 +880,9 @@ void Session::pump_mic() {
     return;
   }
   const size_t fb = cap_format_.frame_bytes();
+  if (EventLoop::Clock::now() < mic_discard_until_) {
+    discard_mic();
+  }
   if (flush_out()) {
     for (size_t i = 0; i < kMaxReadsPerWake; ++i) {
       size_t space = ctl_ch_->buffer_space();
@@ -928,6 +944,15 @@ void Session::pump_mic() {
   }
 }
 
+void Session::discard_mic() {
+  const size_t fb = cap_format_.frame_bytes();
+  for (size_t i = 0; i < 64 && capture_ && capture_->readable() >= fb; ++i) {
+    if (capture_->read(std::span(mic_buf_).first(mic_buf_.size() / fb * fb)) == 0) {
+      break;
+    }
+  }
+}
+
 // ------------------------------------------------------------ settings ----
 
 void Session::set_volume(uint32_t percent) {
@@ -965,11 +990,25 @@ void Session::set_mic_attached(bool attached) {
   mic_attached_ = attached;
   if (capture_) {
     capture_->set_open(mic_attached_ && mic_allowed_);
+    if (!attached) {
+      // Nothing recorded before the detach may reach the qube after it: drop
+      // what is queued now and whatever a period in flight adds.
+      discard_mic();
+      mic_discard_until_ = EventLoop::Clock::now() + 2 * std::max(cfg_.tick, milliseconds(10));
+    }
   }
   if (frames_ && (caps_ & proto::kCapMicState) != 0) {
     send(proto::MicState{mic_attached_, mic_allowed_}, Priority::Required);
   }
   log_info("%s: microphone %s", cfg_.name.c_str(), attached ? "attached" : "detached");
+}
+
+void Session::set_playback_allowed(bool allowed) {
+  if (allowed != playback_allowed_) {
+    playback_allowed_ = allowed;
+    log_info("%s: playback %s", cfg_.name.c_str(),
+             allowed ? "allowed" : "denied by policy (discarded)");
+  }
 }
 
 SessionProtocol Session::protocol() const {

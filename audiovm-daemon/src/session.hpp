@@ -35,6 +35,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -95,8 +96,9 @@ struct SessionCounters {
   uint64_t dropped_reports = 0;  // Latency/ClockTick/Heartbeat not sent (4714 full)
   uint64_t connects = 0;         // sessions established
   uint64_t disconnects = 0;
-  uint64_t protocol_errors = 0;  // sessions closed for malformed input
-  uint32_t latency_us = 0;       // current playback latency (ring + device)
+  uint64_t protocol_errors = 0;           // sessions closed for malformed input
+  uint64_t playback_discarded_bytes = 0;  // qaudio.Play deny: read, replaced by silence
+  uint32_t latency_us = 0;                // current playback latency (ring + device)
   uint32_t playback_fill_bytes = 0;
   uint32_t playback_ring_bytes = 0;  // bound of the fill
   uint32_t mic_queue_bytes = 0;      // mic bytes waiting for the qube
@@ -138,6 +140,14 @@ class Session {
   void set_volume(uint32_t percent);  // clamped to 0..150
   void set_muted(bool muted);
   void set_mic_attached(bool attached);
+  // qaudio.Play deny (the mic gate): the qube's playback is still read at the
+  // device's pace, but replaced by silence and counted; the qube sees no error.
+  void set_playback_allowed(bool allowed);
+  // Called (on the loop thread) when the qube starts or stops its mic, so the
+  // daemon can surface a request to record while the mic is not attached.
+  void set_mic_observer(std::function<void(const std::string& qube, bool started)> fn) {
+    mic_observer_ = std::move(fn);
+  }
 
   SessionInfo info() const;
   const std::string& name() const { return cfg_.name; }
@@ -183,6 +193,7 @@ class Session {
   Result<void> open_capture();
   void close_capture();
   void pump_mic();
+  void discard_mic();
 
   void fold_counters();
   size_t playback_ring_bound() const;
@@ -234,7 +245,9 @@ class Session {
   StreamFormat cap_format_ = kStockFormat;
   bool mic_started_ = false;
   bool mic_attached_ = false;
-  bool mic_allowed_ = true;  // policy (the mic-gate work) has no say yet
+  bool mic_allowed_ = true;  // the daemon's MicGate folds policy into set_mic_attached
+  bool playback_allowed_ = true;
+  std::function<void(const std::string&, bool)> mic_observer_;
 
   // settings
   uint32_t volume_percent_;

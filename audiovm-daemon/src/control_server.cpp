@@ -247,7 +247,9 @@ void ControlServer::on_client(uint64_t id, short revents) {
   bool hangup = (revents & POLLHUP) != 0;
   if ((revents & (POLLIN | POLLHUP)) && !c->closing) {
     for (int i = 0; i < kReadsPerWakeup; ++i) {
-      if (!hangup && pending(*c) >= opt_.max_queue / 2) {
+      // Read more only when everything read so far is answered: the input
+      // held per client stays below max_line + one chunk.
+      if (!hangup && (pending(*c) >= opt_.max_queue / 2 || has_line(*c))) {
         break;
       }
       char buf[kReadChunk];
@@ -275,9 +277,17 @@ void ControlServer::on_client(uint64_t id, short revents) {
     close_client(c, nullptr);  // nobody left to read replies
     return;
   }
-  process_lines(c);  // lines held back while the output queue was full
-  if (c->fd < 0 || !flush(c)) {
-    return;
+  // Lines held back while the output queue was full; a few rounds while the
+  // socket takes the replies, then back to the loop (update_events asks for
+  // POLLOUT while lines wait, so the loop calls us again at once).
+  for (int round = 0; round < kReadsPerWakeup; ++round) {
+    process_lines(c);
+    if (c->fd < 0 || !flush(c)) {
+      return;
+    }
+    if (pending(*c) > 0 || !has_line(*c)) {
+      break;
+    }
   }
   update_events(c);
 }
@@ -339,7 +349,7 @@ bool ControlServer::flush(const ClientPtr& c) {
     c->out.erase(0, c->out_off);
     c->out_off = 0;
   }
-  if (c->closing && pending(*c) == 0 && !c->subscribed && c->in.find('\n') == std::string::npos) {
+  if (c->closing && pending(*c) == 0 && !c->subscribed && !has_line(*c)) {
     close_client(c, nullptr);
     return false;
   }
@@ -351,7 +361,7 @@ void ControlServer::update_events(const ClientPtr& c) {
   if (!c->closing && pending(*c) < opt_.max_queue / 2) {
     ev |= POLLIN;
   }
-  if (pending(*c) > 0) {
+  if (pending(*c) > 0 || has_line(*c)) {
     ev |= POLLOUT;
   }
   loop_.update_fd(c->watch, c->fd, ev);

@@ -103,6 +103,7 @@ class ControlServer {
   void close_client(const ClientPtr& c, const char* why);
   bool allowed(const PeerCred& cred) const;
   size_t pending(const Client& c) const { return c.out.size() - c.out_off; }
+  static bool has_line(const Client& c) { return c.in.find('\n') != std::string::npos; }
 
   EventLoop& loop_;
   ControlApi& api_;

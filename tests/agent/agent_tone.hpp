@@ -88,6 +88,23 @@ inline double tone_level(const std::vector<float>& pcm,
   return levels[levels.size() / 2];
 }
 
+// Highest tone_peak over consecutive windows: the level of the clean
+// stretches (a window with a gap or a phase jump only reads lower). Pair it
+// with a check that the tone is present most of the time (tone_level).
+inline double best_tone_level(const std::vector<float>& pcm,
+                              size_t channels,
+                              size_t channel,
+                              double rate,
+                              double freq,
+                              size_t first_frame,
+                              size_t window) {
+  double best = 0;
+  for (size_t f = first_frame; f + window <= pcm.size() / channels; f += window) {
+    best = std::max(best, tone_peak(pcm, channels, channel, rate, freq, f, window));
+  }
+  return best;
+}
+
 // Frequency from rising zero crossings (interpolated), over one channel.
 inline double zero_cross_freq(const std::vector<float>& pcm,
                               size_t channels,

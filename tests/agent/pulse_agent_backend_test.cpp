@@ -121,7 +121,7 @@ TEST_F(PulseAgentBackendTest, mic_pcm_reaches_a_recording_app_and_silence_withou
   std::thread feeder([&] {
     size_t frame = 0;
     while (feeding) {
-      if (be_->rings().capture().readable() < fmt.bytes_for_ms(10)) {
+      if (be_->rings().capture().readable() < fmt.bytes_for_ms(30)) {
         auto t = test::make_tone(fmt, 440.0, 0.3, 240, frame);
         frame += 240;
         be_->rings().capture().write(t);
@@ -138,7 +138,8 @@ TEST_F(PulseAgentBackendTest, mic_pcm_reaches_a_recording_app_and_silence_withou
   feeding = false;
   feeder.join();
   ASSERT_EQ(pcm.size(), 48000u);
-  EXPECT_NEAR(test::tone_peak(pcm, 1, 0, 48000, 440.0, 24000, 19200), 0.3, 0.02);
+  EXPECT_NEAR(test::best_tone_level(pcm, 1, 0, 48000, 440.0, 9600, 4800), 0.3, 0.01);
+  EXPECT_GT(test::tone_level(pcm, 1, 0, 48000, 440.0, 9600, 4800), 0.15);  // mostly present
   // No mic PCM: a valid, silent source.
   auto quiet =
       qaudio::test::record_floats({"parec", "-d", "qubes_microphone", "--latency-msec=20", "--raw",

@@ -42,8 +42,16 @@ void GainRamp::set_target(float target) {
   step_ = (target_ - current_) / static_cast<float>(ramp_frames_);
 }
 
+// The mixer's hot loops get an AVX2 clone picked at load time (ifunc);
+// other CPUs run the baseline SSE2 version.
+#if defined(__x86_64__) && defined(__ELF__)
+#define QAUDIO_HOT_LOOP __attribute__((target_clones("avx2", "default")))
+#else
+#define QAUDIO_HOT_LOOP
+#endif
+
 namespace {
-void scale(float* __restrict buf, size_t n, float g) {
+QAUDIO_HOT_LOOP void scale(float* __restrict buf, size_t n, float g) {
   for (size_t i = 0; i < n; ++i) {
     buf[i] *= g;
   }
@@ -79,7 +87,7 @@ void GainRamp::apply(float* buf, size_t frames, uint32_t channels) {
   scale(rest, n, current_);
 }
 
-void mix_add(float* __restrict acc, const float* __restrict src, size_t n) {
+QAUDIO_HOT_LOOP void mix_add(float* __restrict acc, const float* __restrict src, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     acc[i] += src[i];
   }

@@ -144,7 +144,7 @@ PlaybackCounters PlaybackStream::counters() const {
   c.fill_bytes = static_cast<uint32_t>(ring_.readable());
   double qube_frames = static_cast<double>(c.fill_bytes / frame_bytes_) +
                        pending_frames_.load(std::memory_order_relaxed) +
-                       (resampler_ ? resampler_->input_latency() : 0);
+                       filter_frames_.load(std::memory_order_relaxed);
   c.latency_us = static_cast<uint32_t>(qube_frames * 1e6 / config_.format.rate) +
                  device_latency_us_.load(std::memory_order_relaxed);
   c.rate_adjust_ppm = rate_adjust_ppm_.load(std::memory_order_relaxed);
@@ -174,6 +174,20 @@ size_t PlaybackStream::fill_input(size_t want_frames) {
 size_t PlaybackStream::produce(float* out, size_t frames) {
   const uint32_t ch = config_.device.channels;
   size_t done = 0;
+  if (!resampler_ && map_.identity()) {
+    // Fast path (device format already): ring -> float straight into `out`.
+    while (done < frames) {
+      size_t n = std::min({frames - done, kChunkFrames, ring_.readable() / frame_bytes_});
+      if (n == 0) {
+        break;
+      }
+      n = ring_.read(std::span<std::byte>(raw_.data(), n * frame_bytes_)) / frame_bytes_;
+      to_float(config_.format.sample, raw_.data(), out + done * ch, n * ch);
+      frames_consumed_.fetch_add(n, std::memory_order_relaxed);
+      done += n;
+    }
+    return done;
+  }
   while (done < frames) {
     if (dev_in_pos_ == dev_in_len_) {
       size_t want = resampler_ ? resampler_->input_for_output(frames - done) : frames - done;
@@ -201,6 +215,9 @@ size_t PlaybackStream::produce(float* out, size_t frames) {
   }
   pending_frames_.store(static_cast<uint32_t>(dev_in_len_ - dev_in_pos_),
                         std::memory_order_relaxed);
+  if (resampler_) {
+    filter_frames_.store(resampler_->input_latency(), std::memory_order_relaxed);
+  }
   return done;
 }
 

@@ -142,6 +142,7 @@ class PlaybackStream final : public PlaybackSource {
   std::atomic<uint64_t> device_frames_{0};
   std::atomic<uint32_t> device_latency_us_{0};
   std::atomic<uint32_t> pending_frames_{0};  // converted but not yet resampled
+  std::atomic<uint32_t> filter_frames_{0};   // resampler delay (qube frames)
   std::atomic<int32_t> rate_adjust_ppm_{0};
   std::atomic<bool> running_pub_{false};
 };

@@ -14,8 +14,36 @@ static_assert(std::endian::native == std::endian::little, "qaudio assumes a litt
 namespace {
 
 inline float sanitize(float x) {
-  // NaN fails both comparisons and becomes 0; infinities clamp.
-  return x >= -1.0f ? (x <= 1.0f ? x : 1.0f) : (x < -1.0f ? -1.0f : 0.0f);
+  // NaN -> 0, infinities clamp; written as selects so loops vectorise.
+  x = x == x ? x : 0.0f;
+  x = x < -1.0f ? -1.0f : x;
+  return x > 1.0f ? 1.0f : x;
+}
+
+#if defined(__x86_64__) && defined(__ELF__)
+#define QAUDIO_HOT_LOOP __attribute__((target_clones("avx2", "default")))
+#else
+#define QAUDIO_HOT_LOOP
+#endif
+
+QAUDIO_HOT_LOOP void s16_to_float(const std::byte* __restrict in,
+                                  float* __restrict out,
+                                  size_t samples) {
+  for (size_t i = 0; i < samples; ++i) {
+    int16_t v;
+    std::memcpy(&v, in + 2 * i, 2);
+    out[i] = static_cast<float>(v) * (1.0f / 32768.0f);
+  }
+}
+
+QAUDIO_HOT_LOOP void f32_to_float(const std::byte* __restrict in,
+                                  float* __restrict out,
+                                  size_t samples) {
+  for (size_t i = 0; i < samples; ++i) {
+    float v;
+    std::memcpy(&v, in + 4 * i, 4);
+    out[i] = sanitize(v);
+  }
 }
 
 }  // namespace
@@ -23,11 +51,7 @@ inline float sanitize(float x) {
 void to_float(SampleFormat fmt, const std::byte* in, float* out, size_t samples) {
   switch (fmt) {
     case SampleFormat::S16LE:
-      for (size_t i = 0; i < samples; ++i) {
-        int16_t v;
-        std::memcpy(&v, in + 2 * i, 2);
-        out[i] = static_cast<float>(v) * (1.0f / 32768.0f);
-      }
+      s16_to_float(in, out, samples);
       break;
     case SampleFormat::S32LE:
       for (size_t i = 0; i < samples; ++i) {
@@ -37,10 +61,7 @@ void to_float(SampleFormat fmt, const std::byte* in, float* out, size_t samples)
       }
       break;
     case SampleFormat::F32LE:
-      std::memcpy(out, in, samples * sizeof(float));
-      for (size_t i = 0; i < samples; ++i) {
-        out[i] = sanitize(out[i]);
-      }
+      f32_to_float(in, out, samples);
       break;
   }
 }

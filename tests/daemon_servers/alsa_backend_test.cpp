@@ -127,7 +127,7 @@ TEST_F(AlsaBackendTest, capture_device_feeds_the_capture_sink) {
   backend_->remove_capture(*h);
   auto pcm = mic.samples();
   EXPECT_NEAR(test::tone_level(pcm, kCh, 0, kRate, 660.0, 0, kWindow), 0.3, 0.02);
-  EXPECT_NEAR(test::window_frequency(pcm, kCh, 1, kRate, 2 * kWindow, kWindow), 660.0, 10.0);
+  EXPECT_NEAR(test::tone_frequency(pcm, kCh, 1, kRate, 2 * kWindow, kWindow), 660.0, 10.0);
 }
 
 TEST_F(AlsaBackendTest, unknown_device_fails_to_start_naming_the_device) {

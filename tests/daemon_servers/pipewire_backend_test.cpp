@@ -21,8 +21,14 @@ using Kind = BackendEvent::Kind;
 
 constexpr uint32_t kRate = 48000;
 constexpr uint32_t kCh = 2;
-constexpr size_t kWindow = kRate / 10;  // 100 ms analysis windows
-constexpr double kFullScale = 0.5;      // a qube at 100 % plays a 0.5 peak tone
+constexpr size_t kWindow = kRate / 20;  // 50 ms analysis windows
+// Without real-time scheduling an overloaded 2-core machine makes the graph
+// drop a period now and then; a dropped period only lowers a tone's level in
+// its window, so levels are read from the clean windows (90th percentile)
+// and absence from the 10th.
+constexpr double kClean = 0.9;
+constexpr double kQuiet = 0.1;
+constexpr double kFullScale = 0.5;  // a qube at 100 % plays a 0.5 peak tone
 
 class PipeWireBackendTest : public ::testing::Test {
  protected:
@@ -41,9 +47,12 @@ class PipeWireBackendTest : public ::testing::Test {
     }
   }
 
-  void make_backend() {
+  // Content tests use a 40 ms quantum: on a loaded 2-core machine without RT
+  // scheduling a 10 ms graph drops periods (timing is bench/'s business).
+  void make_backend(std::chrono::milliseconds period = 40ms) {
     BackendOptions opts;
     opts.format = {kRate, kCh};
+    opts.period = period;
     opts.reconnect_interval = 100ms;
     auto be = make_pipewire_backend("", opts, events_.fn());
     ASSERT_TRUE(be) << be.error().message;
@@ -75,18 +84,18 @@ TEST_F(PipeWireBackendTest, each_qube_arrives_at_the_sink_with_its_frequency_and
   auto pcm = pw_->record_sink(kRate);  // 1 s
   ASSERT_EQ(pcm.size(), kRate * kCh) << "the sink delivered too little";
   for (uint32_t c = 0; c < kCh; ++c) {
-    const double a440 = test::tone_level(pcm, kCh, c, kRate, 440.0, kWindow, kWindow);
-    const double a660 = test::tone_level(pcm, kCh, c, kRate, 660.0, kWindow, kWindow);
+    const double a440 = test::tone_level(pcm, kCh, c, kRate, 440.0, kWindow, kWindow, kClean);
+    const double a660 = test::tone_level(pcm, kCh, c, kRate, 660.0, kWindow, kWindow, kClean);
     EXPECT_NEAR(a440, 0.5, 0.05) << "work (440 Hz, 100 %) on channel " << c;
     EXPECT_NEAR(a660, 0.25, 0.025) << "personal (660 Hz, 50 %) on channel " << c;
     EXPECT_NEAR(a440 / a660, 2.0, 0.2);
-    EXPECT_LT(test::tone_level(pcm, kCh, c, kRate, 550.0, kWindow, kWindow), 0.01);
+    EXPECT_LT(test::tone_level(pcm, kCh, c, kRate, 550.0, kWindow, kWindow, kQuiet), 0.01);
   }
   EXPECT_TRUE(backend_->connected());
 }
 
 TEST_F(PipeWireBackendTest, nodes_carry_the_qube_name_label_colour_and_latency) {
-  make_backend();
+  make_backend(10ms);
   ASSERT_TRUE(backend_->add_playback({"work", "red", ""}, &work));
   ASSERT_TRUE(wait_flowing(work));
 
@@ -129,12 +138,9 @@ TEST_F(PipeWireBackendTest, set_device_moves_a_qube_to_another_sink) {
   auto moved = backend_->set_device(*h, "other");
   ASSERT_TRUE(moved) << moved.error().message;
   ASSERT_TRUE(wait_flowing(work));
-  auto pcm = test::record_floats(
-      {"pw-record", "--target", "other", "-P", "{ stream.capture.sink=true }", "--latency", "20ms",
-       "--format", "f32", "--rate", "48000", "--channels", "2", "-"},
-      pw_->client_env(), kRate / 2 * kCh, 30s);
-  ASSERT_EQ(pcm.size(), kRate / 2 * kCh);
-  EXPECT_NEAR(test::tone_level(pcm, kCh, 0, kRate, 440.0, kWindow, kWindow), 0.5, 0.05);
+  auto pcm = pw_->record_sink(kRate, 30s, "other");
+  ASSERT_EQ(pcm.size(), kRate * kCh);
+  EXPECT_NEAR(test::tone_level(pcm, kCh, 0, kRate, 440.0, kWindow, kWindow, kClean), 0.5, 0.05);
 
   EXPECT_FALSE(backend_->set_device(*h, "no-such-sink"));
 }
@@ -150,8 +156,8 @@ TEST_F(PipeWireBackendTest, capture_stream_delivers_what_the_device_records) {
   ASSERT_TRUE(test::wait_until([&] { return mic.full(); }, 30s)) << mic.frames();
   backend_->remove_capture(*c);
   auto pcm = mic.samples();
-  EXPECT_NEAR(test::tone_level(pcm, kCh, 1, kRate, 440.0, 2 * kWindow, kWindow), 0.5, 0.05);
-  EXPECT_NEAR(test::window_frequency(pcm, kCh, 0, kRate, 8 * kWindow, kWindow), 440.0, 10.0);
+  EXPECT_NEAR(test::tone_level(pcm, kCh, 1, kRate, 440.0, 2 * kWindow, kWindow, kClean), 0.5, 0.05);
+  EXPECT_NEAR(test::tone_frequency(pcm, kCh, 0, kRate, 2 * kWindow, kWindow), 440.0, 10.0);
 }
 
 TEST_F(PipeWireBackendTest, killed_server_is_reported_and_playback_resumes_when_it_returns) {
@@ -167,9 +173,9 @@ TEST_F(PipeWireBackendTest, killed_server_is_reported_and_playback_resumes_when_
   ASSERT_TRUE(events_.wait_for(Kind::ServerBack, 30s));
   EXPECT_TRUE(backend_->connected());
   ASSERT_TRUE(wait_flowing(work));
-  auto pcm = pw_->record_sink(kRate / 2);
-  ASSERT_EQ(pcm.size(), kRate / 2 * kCh);
-  EXPECT_NEAR(test::tone_level(pcm, kCh, 0, kRate, 440.0, kWindow, kWindow), 0.5, 0.05);
+  auto pcm = pw_->record_sink(kRate);
+  ASSERT_EQ(pcm.size(), kRate * kCh);
+  EXPECT_NEAR(test::tone_level(pcm, kCh, 0, kRate, 440.0, kWindow, kWindow, kClean), 0.5, 0.05);
   EXPECT_EQ(events_.count(Kind::ServerLost), 1u);
 }
 

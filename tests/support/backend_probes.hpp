@@ -127,16 +127,20 @@ class EventLog {
   std::vector<daemon::BackendEvent> events_;
 };
 
-// Median of tone_amplitude() (tone.hpp) over consecutive `window`-frame
-// windows from `first_frame` on: robust against an odd glitch (a dropped or
-// late period) on a loaded machine.
+// tone_amplitude() (tone.hpp) over consecutive `window`-frame windows from
+// `first_frame` on, reduced to one figure: the median by default, robust
+// against an odd glitch. A glitch (a dropped or repeated period) only lowers
+// a tone's amplitude in its window, so `quantile` 0.9 gives the level of the
+// clean windows when the server may drop periods (an overloaded machine
+// without real-time scheduling), and 0.1 checks absence.
 inline double tone_level(const std::vector<float>& pcm,
                          uint32_t channels,
                          uint32_t channel,
                          uint32_t rate,
                          double freq,
                          size_t first_frame,
-                         size_t window) {
+                         size_t window,
+                         double quantile = 0.5) {
   std::vector<double> levels;
   const std::span<const float> all(pcm);
   for (size_t f = first_frame; f + window <= pcm.size() / channels; f += window) {
@@ -146,23 +150,31 @@ inline double tone_level(const std::vector<float>& pcm,
   if (levels.empty()) {
     return 0.0;
   }
-  std::nth_element(levels.begin(), levels.begin() + static_cast<ptrdiff_t>(levels.size() / 2),
-                   levels.end());
-  return levels[levels.size() / 2];
+  std::sort(levels.begin(), levels.end());
+  const auto i = static_cast<size_t>(std::clamp(quantile, 0.0, 1.0) * (levels.size() - 1) + 0.5);
+  return levels[i];
 }
 
-// Frequency (tone.hpp, zero crossings) of one `window`-frame window.
-inline double window_frequency(const std::vector<float>& pcm,
-                               uint32_t channels,
-                               uint32_t channel,
-                               uint32_t rate,
-                               size_t first_frame,
-                               size_t window) {
+// Median of frequency() (tone.hpp, zero crossings) over consecutive
+// `window`-frame windows from `first_frame` on (robust against a glitch).
+inline double tone_frequency(const std::vector<float>& pcm,
+                             uint32_t channels,
+                             uint32_t channel,
+                             uint32_t rate,
+                             size_t first_frame,
+                             size_t window) {
+  std::vector<double> freqs;
   const std::span<const float> all(pcm);
-  if ((first_frame + window) * channels > pcm.size()) {
+  for (size_t f = first_frame; f + window <= pcm.size() / channels; f += window) {
+    freqs.push_back(
+        frequency(all.subspan(f * channels, window * channels), channels, channel, rate));
+  }
+  if (freqs.empty()) {
     return 0.0;
   }
-  return frequency(all.subspan(first_frame * channels, window * channels), channels, channel, rate);
+  std::nth_element(freqs.begin(), freqs.begin() + static_cast<ptrdiff_t>(freqs.size() / 2),
+                   freqs.end());
+  return freqs[freqs.size() / 2];
 }
 
 }  // namespace qaudio::test

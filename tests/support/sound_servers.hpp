@@ -540,10 +540,14 @@ class PipeWireStack {
     return run_command({"pw-dump"}, client_env(), timeout);
   }
 
-  // Frames recorded from the sink "out" (interleaved stereo float, 48 kHz).
-  std::vector<float> record_sink(size_t frames, std::chrono::milliseconds timeout = 30000ms) const {
+  // Frames recorded from a sink (interleaved stereo float, 48 kHz). A 40 ms
+  // latency keeps the recorder from dropping periods on a loaded machine.
+  std::vector<float> record_sink(size_t frames,
+                                 std::chrono::milliseconds timeout = 30000ms,
+                                 const std::string& sink = "out",
+                                 const std::string& latency = "40ms") const {
     return record_floats(
-        {"pw-record", "--target", "out", "-P", "{ stream.capture.sink=true }", "--latency", "20ms",
+        {"pw-record", "--target", sink, "-P", "{ stream.capture.sink=true }", "--latency", latency,
          "--format", "f32", "--rate", "48000", "--channels", "2", "-"},
         client_env(), frames * 2, timeout, dir_ + "/pw-record.log");
   }

@@ -20,3 +20,8 @@ qaudio_add_fuzzer(NAME control_request_fuzzer
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/control_request_fuzzer.cpp
   LIBS qaudio_control
   CORPUS ${CMAKE_CURRENT_LIST_DIR}/fuzz/control_corpus)
+
+# The daemon executable serves the control API (--control PATH).
+if(TARGET qubes-audiovm-daemon AND TARGET qaudio_control_daemon)
+  target_link_libraries(qubes-audiovm-daemon PRIVATE qaudio_control_daemon)
+endif()

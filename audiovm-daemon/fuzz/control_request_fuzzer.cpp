@@ -32,7 +32,7 @@ class FuzzTarget : public ControlTarget {
     return check(q);
   }
   Status set_mute(const std::string& q, bool) override { return check(q); }
-  Status set_mic_attached(const std::string& q, bool, bool) override { return check(q); }
+  Status set_mic_attached(const std::string& q, bool, bool, bool) override { return check(q); }
   Outcome<std::vector<DeviceEntry>> devices() override {
     return std::vector<DeviceEntry>{{"out", "Output", true, true}};
   }

@@ -366,6 +366,13 @@ std::variant<DaemonCli, int> parse_cli(int argc, const char* const* argv) {
                                "Serve every qube with the stock Qubes protocol (no native "
                                "negotiation)");
   auto* o_verbose = app.add_flag("-v,--verbose", cli.verbose, "Debug logging");
+  app.add_option("--control", cli.control_path,
+                 "Control API socket (default $XDG_RUNTIME_DIR/qaudio/control or "
+                 "/run/qaudio/control; 'none' disables it)")
+      ->type_name("PATH");
+  app.add_option("--control-group", cli.control_group,
+                 "Group whose members may use the control API (root and this uid always may)")
+      ->type_name("GROUP");
 
   try {
     app.parse(argc, argv);

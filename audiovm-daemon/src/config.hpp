@@ -32,6 +32,8 @@ struct DaemonCli {
   std::optional<double> duration_s;  // --duration
   bool print_counters = false;       // print counters at exit (also with --duration)
   bool verbose = false;
+  std::string control_path;   // --control: "" = default path, "none" = no control API
+  std::string control_group;  // --control-group: members may use the control API
 };
 
 // Parses argv (and the --config file). Returns the configuration, or the

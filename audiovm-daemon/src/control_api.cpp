@@ -163,6 +163,8 @@ std::string_view to_string(ErrorCode c) {
       return "not_found";
     case ErrorCode::Refused:
       return "refused";
+    case ErrorCode::NeedsConfirmation:
+      return "needs_confirmation";
     case ErrorCode::Unsupported:
       return "unsupported";
     case ErrorCode::Internal:
@@ -233,7 +235,8 @@ json to_json(const QubeStatus& q) {
               {"mic",
                {{"requested", q.mic_requested},
                 {"attached", q.mic_attached},
-                {"persistent", q.mic_persistent}}},
+                {"persistent", q.mic_persistent},
+                {"policy", q.mic_policy}}},
               {"output_device", q.output_device},
               {"last_error", q.last_error},
               {"counters", counters}};
@@ -418,7 +421,7 @@ Outcome<json> ControlApi::call(const Request& req, bool& subscribe) {
   }
   if (m == "mic_attach" || m == "mic_detach") {
     bool attach = m == "mic_attach";
-    if (auto e = attach ? p.only({"qube", "persistent"}) : p.only({"qube"})) {
+    if (auto e = attach ? p.only({"qube", "persistent", "confirm"}) : p.only({"qube"})) {
       return *e;
     }
     auto q = p.name("qube");
@@ -429,7 +432,11 @@ Outcome<json> ControlApi::call(const Request& req, bool& subscribe) {
     if (!persistent) {
       return persistent.error();
     }
-    if (auto e = target_.set_mic_attached(q.value(), attach, persistent.value())) {
+    auto confirm = p.boolean("confirm", false);
+    if (!confirm) {
+      return confirm.error();
+    }
+    if (auto e = target_.set_mic_attached(q.value(), attach, persistent.value(), confirm.value())) {
       return *e;
     }
     json r{{"qube", q.value()}, {"mic_attached", attach}};

@@ -39,11 +39,12 @@ enum class ErrorCode {
   ParseError,      // not JSON
   InvalidRequest,  // JSON, but not a request object (id/method/params shape)
   UnknownMethod,
-  InvalidParams,  // missing or ill-typed parameter
-  NotFound,       // no such qube / device
-  Refused,        // not allowed (peer credentials, limits, policy)
-  Unsupported,    // the daemon or its backend cannot do this (yet)
-  Internal,       // the daemon failed to do it
+  InvalidParams,      // missing or ill-typed parameter
+  NotFound,           // no such qube / device
+  Refused,            // not allowed (peer credentials, limits, policy)
+  NeedsConfirmation,  // policy says ask: retry with "confirm": true
+  Unsupported,        // the daemon or its backend cannot do this (yet)
+  Internal,           // the daemon failed to do it
 };
 std::string_view to_string(ErrorCode c);
 
@@ -88,6 +89,7 @@ struct QubeStatus {
   bool mic_requested = false;  // the qube wants to record
   bool mic_attached = false;   // the user let it
   bool mic_persistent = false;
+  std::string mic_policy;     // "allow" | "ask" | "deny"; empty: unknown
   std::string output_device;  // empty: the default device
   std::string last_error;
   std::vector<CounterEntry> counters;
@@ -116,7 +118,11 @@ class ControlTarget {
   virtual std::vector<QubeStatus> list() = 0;
   virtual Status set_volume(const std::string& qube, uint32_t percent) = 0;
   virtual Status set_mute(const std::string& qube, bool muted) = 0;
-  virtual Status set_mic_attached(const std::string& qube, bool attached, bool persistent) = 0;
+  // `confirmed`: the user confirmed an "ask" policy for this attach.
+  virtual Status set_mic_attached(const std::string& qube,
+                                  bool attached,
+                                  bool persistent,
+                                  bool confirmed) = 0;
   virtual Outcome<std::vector<DeviceEntry>> devices() = 0;
   // qube empty: the default for every qube.
   virtual Status set_output(const std::string& device, const std::string& qube) = 0;

@@ -1,6 +1,7 @@
 // ControlTarget for the real daemon (see control_daemon_adapter.hpp).
 #include "control_daemon_adapter.hpp"
 
+#include "mic_gate_api.hpp"
 #include "qaudio/config.h"
 
 namespace qaudio::control {
@@ -37,9 +38,20 @@ ControlDaemonAdapter::ControlDaemonAdapter(daemon::Daemon& d, EventSink sink)
   for (const auto& s : d_.list()) {
     remember(s);
   }
+  mic_events_.on_requested = [this](const daemon::MicRequest& r) {
+    publish(event_mic_requested(r.qube));
+  };
+  mic_events_.on_attached = [this](const std::string& q, bool persistent) {
+    publish(event_mic_attached(q, persistent));
+  };
+  mic_events_.on_detached = [this](const std::string& q, daemon::DetachCause, const std::string&) {
+    publish(event_mic_detached(q));
+  };
+  d_.mic_gate().add_listener(&mic_events_);
 }
 
 ControlDaemonAdapter::~ControlDaemonAdapter() {
+  d_.mic_gate().remove_listener(&mic_events_);
   if (loop_ != nullptr && timer_ != 0) {
     loop_->remove(timer_);
   }
@@ -78,9 +90,19 @@ DaemonStatus ControlDaemonAdapter::info() {
 }
 
 std::vector<QubeStatus> ControlDaemonAdapter::list() {
+  std::map<std::string, daemon::MicQubeState> mic;
+  for (auto& m : daemon::mic_api_list(d_.mic_gate())) {
+    mic[m.name] = m;
+  }
   std::vector<QubeStatus> out;
   for (const auto& s : d_.list()) {
-    out.push_back(status_of(s, d_.state().get(s.name).mic_persistent));
+    QubeStatus q = status_of(s, d_.state().get(s.name).mic_persistent);
+    if (auto it = mic.find(s.name); it != mic.end()) {
+      q.mic_requested = it->second.requested;
+      q.mic_persistent = it->second.persistent;
+      q.mic_policy = daemon::to_string(it->second.mic_policy);
+    }
+    out.push_back(std::move(q));
   }
   return out;
 }
@@ -120,24 +142,25 @@ Status ControlDaemonAdapter::set_mute(const std::string& qube, bool muted) {
 
 Status ControlDaemonAdapter::set_mic_attached(const std::string& qube,
                                               bool attached,
-                                              bool persistent) {
+                                              bool persistent,
+                                              bool confirmed) {
   if (!d_.info(qube)) {
     return no_qube(qube);
   }
-  if (persistent) {
-    return ControlError{ErrorCode::Unsupported,
-                        "persistent mic assignments are not supported by this daemon yet; "
-                        "attach without --persistent"};
+  // Events (mic_attached / mic_detached) come from the gate's listener.
+  daemon::MicApiResult r =
+      daemon::mic_api_set_attached(d_.mic_gate(), qube, attached, persistent, confirmed);
+  switch (r.code) {
+    case daemon::MicApiCode::Ok:
+      return std::nullopt;
+    case daemon::MicApiCode::NotFound:
+      return ControlError{ErrorCode::NotFound, r.message};
+    case daemon::MicApiCode::Refused:
+      return ControlError{ErrorCode::Refused, r.message};
+    case daemon::MicApiCode::NeedsConfirmation:
+      return ControlError{ErrorCode::NeedsConfirmation, r.message};
   }
-  if (auto r = d_.set_mic_attached(qube, attached); !r) {
-    return ControlError{ErrorCode::Internal, "mic of '" + qube + "': " + r.error().message};
-  }
-  auto after = d_.info(qube);
-  if (after && after->mic_attached != seen_[qube].mic_attached) {
-    seen_[qube].mic_attached = after->mic_attached;
-    publish(after->mic_attached ? event_mic_attached(qube, false) : event_mic_detached(qube));
-  }
-  return std::nullopt;
+  return ControlError{ErrorCode::Internal, "mic of '" + qube + "': " + r.message};
 }
 
 Outcome<std::vector<DeviceEntry>> ControlDaemonAdapter::devices() {
@@ -162,8 +185,6 @@ Status ControlDaemonAdapter::set_output(const std::string& device, const std::st
 void ControlDaemonAdapter::remember(const daemon::SessionInfo& s) {
   Seen& v = seen_[s.name];
   v.running = s.state == daemon::SessionState::Running;
-  v.mic_requested = s.mic_started;
-  v.mic_attached = s.mic_attached;
   v.volume = s.volume_percent;
   v.muted = s.muted;
 }
@@ -181,7 +202,6 @@ void ControlDaemonAdapter::poll() {
       remember(s);
       it = seen_.find(s.name);
       it->second.running = false;  // report a qube that appears running
-      it->second.mic_requested = false;
     }
     Seen& v = it->second;
     bool running = s.state == daemon::SessionState::Running;
@@ -194,12 +214,6 @@ void ControlDaemonAdapter::poll() {
     }
     if (s.muted != v.muted) {
       publish(event_mute_changed(s.name, s.muted));
-    }
-    if (s.mic_attached != v.mic_attached) {
-      publish(s.mic_attached ? event_mic_attached(s.name, false) : event_mic_detached(s.name));
-    }
-    if (s.mic_started && !v.mic_requested && !s.mic_attached) {
-      publish(event_mic_requested(s.name));
     }
     remember(s);
   }

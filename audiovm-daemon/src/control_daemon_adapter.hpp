@@ -2,19 +2,21 @@
 // events the daemon does not push yet, found by comparing snapshots.
 //
 // What maps directly: info (version, backend name and state, uptime since
-// the adapter was built), list (Daemon::list() + the persisted mic flag),
-// set_volume, set_mute, mic attach/detach (Daemon::set_mic_attached),
-// devices (Backend::devices()).
-// Unsupported for now (error code "unsupported"): persistent mic
-// assignments (the daemon does not store them yet) and set_output (the
-// daemon has no per-stream device selection yet).
+// the adapter was built), list (Daemon::list() + the mic gate's state:
+// pending request, persistent flag, policy), set_volume, set_mute, mic
+// attach/detach through the mic gate (mic_gate_api.hpp: policy deny ->
+// "refused", ask without confirmation -> "needs_confirmation"), devices
+// (Backend::devices()).
+// Unsupported for now (error code "unsupported"): set_output (the daemon
+// has no per-stream device selection yet).
 //
-// Events: changes made through this adapter are published at once; changes
-// that happen elsewhere (a qube connecting or leaving, a qube asking for the
-// mic, a device appearing) are found by poll(), which compares the
-// daemon's list() (and, every `device_poll_every` polls, the backend's
-// devices) with the previous snapshot. start_polling() runs poll() on the
-// daemon's loop.
+// Events: mic_requested/attached/detached come from the mic gate's
+// listener; volume and mute changes made through this adapter are published
+// at once; the rest (a qube connecting or leaving, volume/mute changed
+// elsewhere, a device appearing) is found by poll(), which compares the
+// daemon's list() (and, every `device_poll_every` polls while someone
+// subscribes, the backend's devices) with the previous snapshot.
+// start_polling() runs poll() on the daemon's loop.
 //
 //   ControlDaemonAdapter target(daemon, [&](const ControlEvent& e) { server.publish(e); });
 //   target.start_polling(daemon.loop(), std::chrono::milliseconds(100));
@@ -29,6 +31,7 @@
 
 #include "control_api.hpp"
 #include "daemon.hpp"
+#include "mic_gate_api.hpp"
 
 namespace qaudio::control {
 
@@ -43,7 +46,10 @@ class ControlDaemonAdapter : public ControlTarget {
   std::vector<QubeStatus> list() override;
   Status set_volume(const std::string& qube, uint32_t percent) override;
   Status set_mute(const std::string& qube, bool muted) override;
-  Status set_mic_attached(const std::string& qube, bool attached, bool persistent) override;
+  Status set_mic_attached(const std::string& qube,
+                          bool attached,
+                          bool persistent,
+                          bool confirmed) override;
   Outcome<std::vector<DeviceEntry>> devices() override;
   Status set_output(const std::string& device, const std::string& qube) override;
 
@@ -60,8 +66,6 @@ class ControlDaemonAdapter : public ControlTarget {
  private:
   struct Seen {
     bool running = false;
-    bool mic_requested = false;
-    bool mic_attached = false;
     uint32_t volume = 0;
     bool muted = false;
   };
@@ -70,6 +74,7 @@ class ControlDaemonAdapter : public ControlTarget {
 
   daemon::Daemon& d_;
   EventSink sink_;
+  daemon::MicEventForwarder mic_events_;
   std::function<bool()> has_subscribers_;
   std::chrono::steady_clock::time_point started_;
   std::map<std::string, Seen, std::less<>> seen_;

@@ -6,11 +6,16 @@
 //
 // Exit codes: 0 clean stop (signal or --duration), 1 start-up failure
 // (backend, transport, state dir), 2 bad options.
+#include <grp.h>
+
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <variant>
 
 #include "config.hpp"
+#include "control_daemon_adapter.hpp"
+#include "control_server.hpp"
 #include "daemon.hpp"
 #include "qaudio/log.hpp"
 
@@ -46,6 +51,34 @@ int main(int argc, char** argv) {
   if (auto r = daemon.start(); !r) {
     std::fprintf(stderr, "qubes-audiovm-daemon: %s\n", r.error().message.c_str());
     return 1;
+  }
+  // The control API (docs/control-api.md), unless --control none.
+  std::unique_ptr<control::ControlServer> server;
+  control::ControlDaemonAdapter target(daemon, [&](const control::ControlEvent& e) {
+    if (server) {
+      server->publish(e);
+    }
+  });
+  control::ControlApi api(target);
+  if (cli.control_path != "none") {
+    control::ControlServerOptions co;
+    co.path = cli.control_path.empty() ? control::default_control_path() : cli.control_path;
+    if (!cli.control_group.empty()) {
+      const group* g = ::getgrnam(cli.control_group.c_str());
+      if (g == nullptr) {
+        std::fprintf(stderr, "qubes-audiovm-daemon: --control-group: no group named '%s'\n",
+                     cli.control_group.c_str());
+        return 2;
+      }
+      co.allowed_group = g->gr_gid;
+    }
+    server = std::make_unique<control::ControlServer>(daemon.loop(), api, co);
+    if (auto r = server->start(); !r) {
+      std::fprintf(stderr, "qubes-audiovm-daemon: %s\n", r.error().message.c_str());
+      return 1;
+    }
+    target.set_has_subscribers([&] { return server->subscriber_count() > 0; });
+    target.start_polling(daemon.loop(), std::chrono::milliseconds(100));
   }
   std::optional<std::chrono::milliseconds> duration;
   if (cli.duration_s) {

@@ -72,7 +72,9 @@ struct Context {
       std::string msg = e->is_object() && e->contains("message") && (*e)["message"].is_string()
                             ? (*e)["message"].get<std::string>()
                             : "no message";
-      failed(what + ": " + msg + " [" + code + "]");
+      failed(what + ": " + msg + " [" + code + "]" +
+             (code == "needs_confirmation" ? "\nqvm-audio: run it again with --confirm to confirm"
+                                           : ""));
       return false;
     }
     result = r->value("result", json::object());
@@ -195,6 +197,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   std::string device;
   std::string service;
   bool persistent = false;
+  bool confirm = false;
   std::string policy_dir = "/etc/qubes/policy.d";
   std::string policy_target = "@default";
   std::string qubes_file;
@@ -214,6 +217,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   auto* mic_attach = mic->add_subcommand("attach", "give the microphone to a qube");
   mic_attach->add_option("qube", qube, "qube name")->required();
   mic_attach->add_flag("--persistent", persistent, "keep it attached across restarts");
+  mic_attach->add_flag("--confirm", confirm, "confirm the attachment where policy says 'ask'");
   auto* mic_detach = mic->add_subcommand("detach", "take the microphone away from a qube");
   mic_detach->add_option("qube", qube, "qube name")->required();
   auto* mic_status = mic->add_subcommand("status", "microphone state of every qube");
@@ -323,6 +327,9 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     json params{{"qube", qube}};
     if (persistent) {
       params["persistent"] = true;
+    }
+    if (confirm) {
+      params["confirm"] = true;
     }
     return ctx.call("mic attach " + qube, "mic_attach", params, r) ? kOk : kFailed;
   }

@@ -119,9 +119,10 @@ std::string render_mic_status(const json& result) {
     const json& mic = q.contains("mic") ? q["mic"] : json::object();
     rows.push_back({str(q, "name"), str(q, "state"),
                     flag(mic, "attached") ? "attached" : "detached",
-                    flag(mic, "requested") ? "yes" : "no", flag(mic, "persistent") ? "yes" : "no"});
+                    flag(mic, "requested") ? "yes" : "no", flag(mic, "persistent") ? "yes" : "no",
+                    str(mic, "policy")});
   }
-  return format_table({"NAME", "STATE", "MIC", "REQUESTED", "PERSISTENT"}, rows);
+  return format_table({"NAME", "STATE", "MIC", "REQUESTED", "PERSISTENT", "POLICY"}, rows);
 }
 
 std::string render_mic_requests(const json& result) {

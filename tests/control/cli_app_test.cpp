@@ -193,9 +193,9 @@ TEST_F(CliBinaryTest, mute_unmute_and_mic_commands_reach_the_daemon) {
   EXPECT_EQ(ctl({"mic", "attach", "personal", "--persistent"}).rc, 0);
   Outcome st = ctl({"mic", "status"});
   EXPECT_EQ(st.out,
-            "NAME      STATE    MIC       REQUESTED  PERSISTENT\n"
-            "work      running  detached  no         no\n"
-            "personal  waiting  attached  yes        yes\n");
+            "NAME      STATE    MIC       REQUESTED  PERSISTENT  POLICY\n"
+            "work      running  detached  no         no          -\n"
+            "personal  waiting  attached  yes        yes         -\n");
   EXPECT_EQ(ctl({"mic", "requests"}).out, "no pending microphone requests\n");
   EXPECT_EQ(ctl({"mic", "detach", "personal"}).rc, 0);
   EXPECT_EQ(ctl({"mic", "requests"}).out, "NAME      STATE\npersonal  waiting\n");
@@ -215,6 +215,23 @@ TEST_F(CliBinaryTest, refused_and_unsupported_are_exit_1) {
   Outcome r = ctl({"output", "headset", "work"});
   EXPECT_EQ(r.rc, 1);
   EXPECT_EQ(r.err, "qvm-audio: output headset: not here [unsupported]\n");
+}
+
+TEST_F(CliBinaryTest, ask_policy_needs_confirm_flag) {
+  serve();
+  served->on_loop([&](control::ControlServer&) {
+    target.forced =
+        control::ControlError{control::ErrorCode::NeedsConfirmation, "policy says ask for work"};
+  });
+  Outcome r = ctl({"mic", "attach", "work"});
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.err,
+            "qvm-audio: mic attach work: policy says ask for work [needs_confirmation]\n"
+            "qvm-audio: run it again with --confirm to confirm\n");
+  served->on_loop([&](control::ControlServer&) { target.forced.reset(); });
+  EXPECT_EQ(ctl({"mic", "attach", "work", "--confirm"}).rc, 0);
+  EXPECT_EQ(served->on_loop([&](control::ControlServer&) { return target.calls.back(); }),
+            "set_mic_attached work 1 c");
 }
 
 TEST_F(CliBinaryTest, refused_peer_is_exit_1) {

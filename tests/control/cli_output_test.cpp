@@ -10,7 +10,7 @@ json two_qubes() {
   return json::parse(R"({"qubes": [
     {"name": "work", "state": "running", "protocol": "native",
      "playback_format": "s16le 48000 Hz 2 ch", "latency_us": 21000, "volume": 80,
-     "muted": false, "mic": {"requested": false, "attached": true, "persistent": true}},
+     "muted": false, "mic": {"requested": false, "attached": true, "persistent": true, "policy": "allow"}},
     {"name": "personal", "state": "waiting", "protocol": "none",
      "playback_format": "s16le 44100 Hz 2 ch", "latency_us": 0, "volume": 100,
      "muted": true, "mic": {"requested": true, "attached": false, "persistent": false}}]})");
@@ -39,9 +39,9 @@ TEST(CliOutput, empty_list_is_just_the_header) {
 
 TEST(CliOutput, mic_status_and_requests) {
   EXPECT_EQ(render_mic_status(two_qubes()),
-            "NAME      STATE    MIC       REQUESTED  PERSISTENT\n"
-            "work      running  attached  no         yes\n"
-            "personal  waiting  detached  yes        no\n");
+            "NAME      STATE    MIC       REQUESTED  PERSISTENT  POLICY\n"
+            "work      running  attached  no         yes         allow\n"
+            "personal  waiting  detached  yes        no          -\n");
   EXPECT_EQ(render_mic_requests(two_qubes()),
             "NAME      STATE\n"
             "personal  waiting\n");

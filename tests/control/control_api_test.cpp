@@ -139,6 +139,13 @@ TEST_F(ControlApiTest, mic_attach_and_detach_reach_target) {
                                                     "set_mic_attached personal 0"}));
 }
 
+TEST_F(ControlApiTest, mic_attach_passes_user_confirmation) {
+  call(R"({"id":1,"method":"mic_attach","params":{"qube":"work","confirm":true}})");
+  EXPECT_EQ(target.calls.back(), "set_mic_attached work 1 c");
+  EXPECT_EQ(code(call(R"({"method":"mic_attach","params":{"qube":"work","confirm":"yes"}})")),
+            "invalid_params");
+}
+
 TEST_F(ControlApiTest, mic_detach_does_not_take_persistent) {
   EXPECT_EQ(code(call(R"({"method":"mic_detach","params":{"qube":"work","persistent":true}})")),
             "invalid_params");
@@ -171,7 +178,8 @@ TEST_F(ControlApiTest, subscribe_asks_for_event_stream) {
 }
 
 TEST_F(ControlApiTest, target_errors_pass_through_with_their_code) {
-  for (ErrorCode c : {ErrorCode::Refused, ErrorCode::Unsupported, ErrorCode::Internal}) {
+  for (ErrorCode c : {ErrorCode::Refused, ErrorCode::NeedsConfirmation, ErrorCode::Unsupported,
+                      ErrorCode::Internal}) {
     target.forced = ControlError{c, "because"};
     json r = call(R"({"id":1,"method":"set_mute","params":{"qube":"work","muted":true}})");
     EXPECT_EQ(code(r), to_string(c));
@@ -266,6 +274,7 @@ TEST(ControlErrors, every_code_has_a_wire_name) {
   EXPECT_EQ(to_string(ErrorCode::InvalidParams), "invalid_params");
   EXPECT_EQ(to_string(ErrorCode::NotFound), "not_found");
   EXPECT_EQ(to_string(ErrorCode::Refused), "refused");
+  EXPECT_EQ(to_string(ErrorCode::NeedsConfirmation), "needs_confirmation");
   EXPECT_EQ(to_string(ErrorCode::Unsupported), "unsupported");
   EXPECT_EQ(to_string(ErrorCode::Internal), "internal");
 }

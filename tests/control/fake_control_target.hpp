@@ -65,8 +65,9 @@ class FakeControlTarget : public ControlTarget {
     s->muted = m;
     return std::nullopt;
   }
-  Status set_mic_attached(const std::string& q, bool a, bool persistent) override {
-    calls.push_back("set_mic_attached " + q + " " + (a ? "1" : "0") + (persistent ? " p" : ""));
+  Status set_mic_attached(const std::string& q, bool a, bool persistent, bool confirmed) override {
+    calls.push_back("set_mic_attached " + q + " " + (a ? "1" : "0") + (persistent ? " p" : "") +
+                    (confirmed ? " c" : ""));
     if (forced) {
       return forced;
     }

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -183,6 +184,12 @@ Result<json> ControlClient::call(const std::string& method,
   }
   if (auto w = write_all(req.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", deadline);
       !w) {
+    // A daemon that refuses us writes one error line and closes before it
+    // reads our request: report its reason rather than the broken pipe.
+    auto why = read_message(std::chrono::milliseconds(std::min(remaining_ms(deadline), 1000)));
+    if (why && why->contains("error")) {
+      return why;
+    }
     return fail(w.error());
   }
   for (;;) {

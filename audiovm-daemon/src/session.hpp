@@ -247,6 +247,7 @@ class Session {
   bool mic_attached_ = false;
   bool mic_allowed_ = true;  // the daemon's MicGate folds policy into set_mic_attached
   bool playback_allowed_ = true;
+  EventLoop::Clock::time_point mic_discard_until_{};  // detach: drop what was in flight
   std::function<void(const std::string&, bool)> mic_observer_;
 
   // settings

@@ -211,6 +211,7 @@ class Agent {
 
   void start_playing() {
     mode_ = Mode::Playing;
+    carry_.clear();
     t0_ = Clock::now();
     frames_sent_ = 0;
   }
@@ -362,6 +363,15 @@ class Agent {
     if (mode_ != Mode::Playing || !play_) {
       return;
     }
+    if (!carry_.empty()) {
+      // The channel took part of a frame last time: finish it first.
+      size_t w = play_->write(carry_);
+      pcm_bytes_ += w;
+      carry_.erase(carry_.begin(), carry_.begin() + static_cast<std::ptrdiff_t>(w));
+      if (!carry_.empty()) {
+        return;
+      }
+    }
     const size_t fb = fmt_.frame_bytes();
     size_t space = play_->buffer_space() / fb;
     size_t due;
@@ -396,9 +406,9 @@ class Agent {
       }
     }
     size_t w = play_->write(out);
-    w -= w % fb;  // buffer_space() promised room; a short write keeps frames aligned
-    frames_sent_ += w / fb;
+    frames_sent_ += due;
     pcm_bytes_ += w;
+    carry_.assign(out.begin() + static_cast<std::ptrdiff_t>(w), out.end());
   }
 
   Options o_;
@@ -417,6 +427,7 @@ class Agent {
   uint32_t hb_seq_ = 0;
   uint64_t frames_sent_ = 0;
   std::vector<std::byte> scratch_;
+  std::vector<std::byte> carry_;
   std::ofstream record_;
   std::mt19937 rng_{12345};
 

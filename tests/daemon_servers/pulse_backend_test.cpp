@@ -227,5 +227,38 @@ TEST_F(PulseBackendTest, removed_stream_leaves_the_server) {
   EXPECT_EQ(work.frames_pulled(), pulled) << "source pulled after remove_playback returned";
 }
 
+// Audio qubes often run PipeWire with its PulseAudio socket: the pulse
+// backend must work there too.
+TEST(PulseOnPipeWireTest, plays_each_qube_through_pipewire_pulse) {
+  if (!test::PipeWireStack::available() || !test::have_program("pipewire-pulse") ||
+      !test::have_program("pactl")) {
+    GTEST_SKIP() << "pipewire / wireplumber / pipewire-pulse not installed";
+  }
+  test::TempDir dir("pulse-on-pw");
+  test::PipeWireStack pw(dir.path());
+  test::use_private_env_in_process(pw.client_env());
+  ASSERT_TRUE(pw.start()) << pw.last_error();
+  ASSERT_TRUE(pw.start_pipewire_pulse()) << pw.last_error();
+  ToneSource work(440.0, kFullScale, kRate, kCh);
+  EventLog events;
+  BackendOptions opts;
+  opts.format = {kRate, kCh};
+  opts.buffer = 40ms;  // see kClean: no real-time scheduling here
+  auto be = make_pulse_backend(pw.pulse_server(), opts, events.fn());
+  ASSERT_TRUE(be);
+  ASSERT_TRUE((*be)->start());
+  ASSERT_TRUE((*be)->add_playback({"work", "red", ""}, &work));
+  const uint64_t start = work.frames_pulled();
+  ASSERT_TRUE(test::wait_until([&] { return work.frames_pulled() >= start + kRate / 5; }, 30s));
+
+  auto pcm = pw.record_sink(kRate);
+  ASSERT_EQ(pcm.size(), kRate * kCh);
+  EXPECT_NEAR(test::tone_level(pcm, kCh, 0, kRate, 440.0, kWindow, kWindow, kClean), 0.5, 0.05);
+  auto dump = pw.pw_dump();
+  EXPECT_NE(dump.out.find("\"application.name\": \"work\""), std::string::npos);
+  EXPECT_NE(dump.out.find("\"qaudio.label.color\": \"red\""), std::string::npos);
+  (*be)->stop();
+}
+
 }  // namespace
 }  // namespace qaudio::daemon

@@ -12,6 +12,10 @@
 //   auto pcm = pa.record_monitor(48000);        // 1 s of float stereo at "out"
 //   pa.kill_hard(); pa.start();                 // same socket, new server
 //
+//   qaudio::test::PipeWireStack pw(dir.path(), {"other"});  // + null sink "other"
+//   pw.start(); pw.start_pipewire_pulse();      // optional PulseAudio socket
+//   pw.kill_server(); pw.start_server();        // PipeWire crash and restart
+//
 // Helpers for one-off commands: run_command(argv, env, timeout) captures
 // stdout; wait_until(cond, timeout) polls a condition with a deadline.
 #pragma once
@@ -524,13 +528,39 @@ class PipeWireStack {
     return true;
   }
 
+  // Adds pipewire-pulse (a PulseAudio socket on top, for PulseAudio
+  // clients such as an agent's pulse backend); ready when `pactl info`
+  // answers on pulse_server().
+  bool start_pipewire_pulse(std::chrono::milliseconds timeout = 30000ms) {
+    auto pp = Child::spawn({"pipewire-pulse"}, client_env(), dir_ + "/pipewire-pulse.log");
+    if (!pp) {
+      error_ = "cannot spawn pipewire-pulse";
+      return false;
+    }
+    pipewire_pulse_ = std::move(*pp);
+    EnvVars env = client_env();
+    env["PULSE_SERVER"] = pulse_server();
+    if (!wait_until(
+            [&] {
+              return run_command({"pactl", "info"}, env, 5000ms).status == 0;
+            },
+            timeout, 50ms)) {
+      error_ = "pipewire-pulse did not answer; see " + dir_ + "/pipewire-pulse.log";
+      return false;
+    }
+    return true;
+  }
+  std::string pulse_server() const { return "unix:" + dir_ + "/run/pulse/native"; }
+
   // SIGKILLs PipeWire (as a crash would) and stops WirePlumber.
   void kill_server() {
+    pipewire_pulse_.stop();
     pipewire_.stop(SIGKILL);
     wireplumber_.stop();
   }
 
   void stop() {
+    pipewire_pulse_.stop();
     wireplumber_.stop();
     pipewire_.stop();
     bus_.stop();
@@ -557,6 +587,7 @@ class PipeWireStack {
   Child bus_;
   Child pipewire_;
   Child wireplumber_;
+  Child pipewire_pulse_;
   std::string error_;
 };
 

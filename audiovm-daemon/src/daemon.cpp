@@ -187,7 +187,7 @@ void Daemon::mic_requested(const MicRequest& r) {
 
 void Daemon::mic_attached(const std::string& qube, bool persistent) {
   log_info("%s: microphone attached%s", qube.c_str(), persistent ? " (persistent)" : "");
-  QubeState st = store_.get(qube);
+  QubeState st = state_to_save(qube);
   if (st.mic_persistent != persistent) {
     st.mic_persistent = persistent;
     if (auto r = store_.set(qube, st); !r) {
@@ -199,7 +199,7 @@ void Daemon::mic_attached(const std::string& qube, bool persistent) {
 
 void Daemon::mic_detached(const std::string& qube, DetachCause cause, const std::string& why) {
   log_info("%s: microphone detached (%s): %s", qube.c_str(), to_string(cause), why.c_str());
-  QubeState st = store_.get(qube);
+  QubeState st = state_to_save(qube);
   if (cause == DetachCause::User && st.mic_persistent) {
     st.mic_persistent = false;
     if (auto r = store_.set(qube, st); !r) {
@@ -315,6 +315,18 @@ void Daemon::on_backend_event(const BackendEvent& ev) {
   }
 }
 
+// What to persist for a qube: the live volume and mute of its session (which
+// may come from --volume, never saved yet) and the stored mic flag.
+QubeState Daemon::state_to_save(std::string_view qube) const {
+  QubeState st = store_.get(qube);
+  if (const Session* s = find(qube)) {
+    SessionInfo i = s->info();
+    st.volume_percent = i.volume_percent;
+    st.muted = i.muted;
+  }
+  return st;
+}
+
 Session* Daemon::find(std::string_view qube) {
   auto it = sessions_.find(qube);
   return it == sessions_.end() ? nullptr : it->second.get();
@@ -350,7 +362,7 @@ Result<void> Daemon::set_volume(std::string_view qube, uint32_t percent) {
     return fail("volume " + std::to_string(percent) + " % is out of range (0-150)");
   }
   s->set_volume(percent);
-  QubeState st = store_.get(qube);
+  QubeState st = state_to_save(qube);
   st.volume_percent = percent;
   return store_.set(qube, st);
 }
@@ -361,7 +373,7 @@ Result<void> Daemon::set_mute(std::string_view qube, bool muted) {
     return fail("no qube named " + std::string(qube) + " is configured");
   }
   s->set_muted(muted);
-  QubeState st = store_.get(qube);
+  QubeState st = state_to_save(qube);
   st.muted = muted;
   return store_.set(qube, st);
 }

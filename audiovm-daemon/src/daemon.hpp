@@ -110,6 +110,7 @@ class Daemon : private MicGateListener {
  private:
   explicit Daemon(const DaemonOptions& options);
   Session* find(std::string_view qube);
+  QubeState state_to_save(std::string_view qube) const;
   const Session* find(std::string_view qube) const;
   void on_backend_event(const BackendEvent& ev);
   void on_signal();

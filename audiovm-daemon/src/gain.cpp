@@ -44,7 +44,17 @@ void GainRamp::set_target(float target) {
 
 // The mixer's hot loops get an AVX2 clone picked at load time (ifunc);
 // other CPUs run the baseline SSE2 version.
-#if defined(__x86_64__) && defined(__ELF__)
+// (Not under the sanitizers: the ifunc resolver runs before their runtime
+// is initialised and crashes in TSan builds.)
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define QAUDIO_NO_IFUNC 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define QAUDIO_NO_IFUNC 1
+#endif
+#if defined(__x86_64__) && defined(__ELF__) && !defined(QAUDIO_NO_IFUNC)
 #define QAUDIO_HOT_LOOP __attribute__((target_clones("avx2", "default")))
 #else
 #define QAUDIO_HOT_LOOP

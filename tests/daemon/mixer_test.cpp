@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "fake_sources.hpp"
@@ -101,6 +102,36 @@ TEST(Mixer, TwoQubesAreMixedWithTheirLevelRatio) {
   double a660 = qaudio::test::tone_amplitude(st, 2, 0, 48000, 660);
   EXPECT_NEAR(a440, 0.4, 0.02);
   EXPECT_NEAR(qaudio::test::amplitude_to_db(a660 / a440), -6.02, 0.2);
+}
+
+TEST(Mixer, QubeWritingWhileTheDevicePullsIsHeardIntact) {
+  RecordingDevice dev(48000);
+  auto s = PlaybackStream::create({.format = kStockFormat, .device = kDev});
+  ASSERT_TRUE(s);
+  auto tone = qaudio::test::sine_s16(440.0, 44100, 44100, 2, 0.5);
+  ASSERT_TRUE(dev.start());
+  auto h = dev.add_playback({"work", "", ""}, s->get());
+  ASSERT_TRUE(h);
+  // The main thread feeds 20 ms chunks, keeping ~100 ms queued, while the
+  // RT thread pulls; volume changes race with the pulls too.
+  size_t pos = 0;
+  const size_t chunk = 882 * 4;
+  while (dev.recorded_frames() < 36000) {
+    if ((*s)->counters().fill_bytes < 4410 * 4 && pos + chunk <= tone.size()) {
+      (*s)->write(std::span<const std::byte>(tone.data() + pos, chunk));
+      pos += chunk;
+      (*s)->set_volume_percent(100);
+    } else {
+      std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_LT(pos + chunk, tone.size() + chunk) << "ran out of input";
+  }
+  dev.remove_playback(*h);
+  dev.stop();
+  auto mix = dev.recorded();
+  std::span<const float> st(mix.data() + 9600, 20000 * 2);
+  EXPECT_NEAR(qaudio::test::frequency(st, 2, 0, 48000), 440.0, 1.0);
+  EXPECT_GT((*s)->counters().frames_consumed, 20000u);
 }
 
 TEST(Mixer, SumIsNotClippedBeforeTheDeviceWrite) {

@@ -122,7 +122,6 @@ class PlaybackStream final : public PlaybackSource {
   size_t dev_in_len_ = 0;
   GainRamp gain_;
   bool running_ = false;
-  bool was_corked_ = false;
   double integral_ = 0.0;
   double fill_avg_ = -1.0;
 

@@ -59,7 +59,7 @@ PIDS+=($!)
 echo "demo: daemon on wav:$OUT, qubes work (440 Hz, 100 %) and personal (660 Hz, 50 %), ${SECONDS_RUN} s"
 "$DAEMON" --channel "unix:$TMP" --backend "wav:$OUT" \
   --qube work=1 --qube personal=2 --volume personal=50 \
-  --label work=blue --label personal=yellow \
+  --label work=blue --label personal=yellow --control "$TMP/control" \
   --duration "$SECONDS_RUN" >"$TMP/daemon.out"
 echo "demo: per-qube counters:"
 sed 's/^/  /' "$TMP/daemon.out"

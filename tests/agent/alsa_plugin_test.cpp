@@ -2,6 +2,8 @@
 // with a daemon written in the test (stock and native) on the unix channel.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "session_harness.hpp"
 
 #ifndef QAUDIO_ALSA_PLUGIN_PATH
@@ -135,6 +137,15 @@ TEST_F(AlsaPluginTest, arecord_gets_mic_pcm_after_mic_start_and_silence_before) 
     words = d.read_words(1, std::chrono::seconds(5));
   }
   ASSERT_EQ(words, (std::vector<uint32_t>{static_cast<uint32_t>(protocol::StockWord::MicStart)}));
+  // Hold the mic PCM back until arecord has stored its first 50 ms: those
+  // frames were captured before any mic audio existed and must be silence.
+  ASSERT_TRUE(qaudio::test::wait_until(
+      [&] {
+        std::error_code ec;
+        auto n = std::filesystem::file_size(out, ec);
+        return !ec && n >= 2400 * 4;
+      },
+      std::chrono::seconds(5), std::chrono::milliseconds(2)));
   // The stock daemon sends mic PCM paced like a device (kept 60 ms ahead of
   // the wall clock).
   auto tone = make_tone(kStockFormat, 440.0, 0.3, 44100 * 4);

@@ -1,0 +1,31 @@
+// PipeWireAgentBackend: "Qubes audio" (node qubes_audio, media.class
+// Audio/Sink) and "Qubes microphone" (node qubes_microphone, Audio/Source) as
+// virtual nodes made of two pw_streams on a pw_thread_loop, F32 stereo /
+// mono at 48 kHz. They show up in pw-cli, pw-dump, and (through
+// pipewire-pulse) pactl and desktop mixers.
+//   sink:   an input stream; its process callback (PipeWire's data thread)
+//           copies what apps played into the playback ring;
+//   source: an output stream; its process callback copies mic PCM from the
+//           capture ring, silence when there is none.
+// Activity: the sink stream STREAMING = output active; the source stream
+// STREAMING = an app records. The nodes are followers of whatever driver the
+// session manager picks (the Dummy-Driver when nothing else): following the
+// audio domain's ClockTick with a driver node is not implemented yet.
+//
+//   auto be = make_pipewire_agent_backend({.latency_ms = 10});
+#pragma once
+
+#include <memory>
+
+#include "agent_backend.hpp"
+
+namespace qaudio::agent {
+
+struct PipeWireAgentOptions {
+  uint32_t latency_ms = 10;  // node.latency asked for (quantum at 48 kHz)
+  uint32_t rate = 48000;
+};
+
+std::unique_ptr<AgentBackend> make_pipewire_agent_backend(const PipeWireAgentOptions& opts);
+
+}  // namespace qaudio::agent

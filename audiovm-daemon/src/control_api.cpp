@@ -475,7 +475,9 @@ Outcome<json> ControlApi::call(const Request& req, bool& subscribe) {
       }
       qube = q.value();
     }
-    if (auto e = target_.set_output(dev.value(), qube)) {
+    // "@default": back to the backend's default device.
+    const std::string device = dev.value() == "@default" ? std::string() : dev.value();
+    if (auto e = target_.set_output(device, qube)) {
       return *e;
     }
     json r{{"device", dev.value()}};

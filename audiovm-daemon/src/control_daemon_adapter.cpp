@@ -1,6 +1,8 @@
 // ControlTarget for the real daemon (see control_daemon_adapter.hpp).
 #include "control_daemon_adapter.hpp"
 
+#include <algorithm>
+
 #include "mic_gate_api.hpp"
 #include "qaudio/config.h"
 
@@ -69,6 +71,7 @@ QubeStatus ControlDaemonAdapter::status_of(const daemon::SessionInfo& s, bool mi
   q.latency_us = s.counters.latency_us;
   q.volume = s.volume_percent;
   q.muted = s.muted;
+  q.output_device = s.output_device;
   q.corked = s.corked;
   q.mic_requested = s.mic_started;
   q.mic_attached = s.mic_attached;
@@ -175,11 +178,32 @@ Status ControlDaemonAdapter::set_output(const std::string& device, const std::st
   if (!qube.empty() && !d_.info(qube)) {
     return no_qube(qube);
   }
-  (void)device;
-  return ControlError{ErrorCode::Unsupported,
-                      "choosing the output device is not supported by this daemon yet "
-                      "(backend '" +
-                          d_.backend().name() + "' plays to its default device)"};
+  if (!device.empty()) {
+    auto devs = d_.backend().devices();
+    if (devs.empty()) {
+      return ControlError{ErrorCode::Unsupported,
+                          "backend '" + d_.backend().name() +
+                              "' plays to a single device: there is no output to choose"};
+    }
+    bool known = std::any_of(devs.begin(), devs.end(), [&](const daemon::DeviceInfo& d) {
+      return d.is_output && d.name == device;
+    });
+    if (!known) {
+      return ControlError{ErrorCode::NotFound,
+                          "no output device named '" + device + "' (qvm-audio devices lists them)"};
+    }
+  }
+  std::optional<std::string_view> which;
+  if (!qube.empty()) {
+    which = qube;
+  }
+  if (auto r = d_.set_output(device, which); !r) {
+    return ControlError{ErrorCode::Internal,
+                        "output of " +
+                            (qube.empty() ? std::string("all qubes") : "'" + qube + "'") + ": " +
+                            r.error().message};
+  }
+  return std::nullopt;
 }
 
 void ControlDaemonAdapter::remember(const daemon::SessionInfo& s) {

@@ -6,9 +6,9 @@
 // pending request, persistent flag, policy), set_volume, set_mute, mic
 // attach/detach through the mic gate (mic_gate_api.hpp: policy deny ->
 // "refused", ask without confirmation -> "needs_confirmation"), devices
-// (Backend::devices()).
-// Unsupported for now (error code "unsupported"): set_output (the daemon
-// has no per-stream device selection yet).
+// (Backend::devices()), set_output (Daemon::set_output: one qube or the
+// default of all; "unsupported" on single-device backends, "not_found" for a
+// device the backend does not list).
 //
 // Events: mic_requested/attached/detached come from the mic gate's
 // listener; volume and mute changes made through this adapter are published

@@ -207,7 +207,7 @@ void ControlServer::on_accept() {
       ::close(fd);
       continue;
     }
-    if (clients_.size() >= opt_.max_clients) {
+    if (clients_.size() >= opt_.max_clients && !evict_idle_client()) {
       ++stats_.refused_full;
       log_warn("control socket: refused pid %d: already %zu clients", static_cast<int>(cred.pid),
                clients_.size());
@@ -222,6 +222,7 @@ void ControlServer::on_accept() {
     c->id = next_id_++;
     c->fd = fd;
     c->cred = cred;
+    c->last_active = std::chrono::steady_clock::now();
     uint64_t id = c->id;
     c->watch = loop_.add_fd(fd, POLLIN, [this, id](short revents) { on_client(id, revents); });
     clients_[id] = c;
@@ -229,6 +230,30 @@ void ControlServer::on_accept() {
     log_debug("control client %llu connected (pid %d uid %u)", static_cast<unsigned long long>(id),
               static_cast<int>(cred.pid), static_cast<unsigned>(cred.uid));
   }
+}
+
+bool ControlServer::evict_idle_client() {
+  const auto now = std::chrono::steady_clock::now();
+  ClientPtr victim;
+  for (const auto& [id, c] : clients_) {
+    if (c->subscribed || now - c->last_active < opt_.evict_idle_after) {
+      continue;
+    }
+    if (!victim || c->last_active < victim->last_active) {
+      victim = c;
+    }
+  }
+  if (!victim) {
+    return false;
+  }
+  ++stats_.evicted_idle;
+  send_and_forget(victim->fd,
+                  error_line(nullptr, {ErrorCode::Refused,
+                                       "closed: idle while the control socket is full "
+                                       "(" +
+                                           std::to_string(opt_.max_clients) + " clients)"}));
+  close_client(victim, "idle while the control socket is full");
+  return true;
 }
 
 void ControlServer::on_client(uint64_t id, short revents) {
@@ -308,6 +333,7 @@ void ControlServer::process_lines(const ClientPtr& c) {
       continue;
     }
     ControlReply r = api_.handle_line(line);
+    c->last_active = std::chrono::steady_clock::now();
     c->out += r.line;
     if (r.subscribe) {
       c->subscribed = true;

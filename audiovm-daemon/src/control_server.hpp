@@ -8,7 +8,10 @@
 //     daemon's own uid, or members of `allowed_group`; anyone else gets a
 //     "refused" error line, is logged and disconnected (`authorize`
 //     replaces the rule, for tests);
-//   - at most `max_clients` connections; extras get a "refused" line;
+//   - at most `max_clients` connections; when full, the client that has
+//     been idle longest (no request for `evict_idle_after`, not subscribed)
+//     is closed to make room, so idle connections cannot lock out a user's
+//     `qvm-audio`; with no such client the newcomer gets a "refused" line;
 //   - a request line longer than `max_line` bytes gets an error line and
 //     the client is disconnected;
 //   - each client's unsent output is bounded by `max_queue`: replies pause
@@ -22,6 +25,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <map>
@@ -47,6 +51,7 @@ struct ControlServerOptions {
   size_t max_clients = 64;
   size_t max_line = kMaxRequestBytes;
   size_t max_queue = 1 << 20;  // unsent bytes per client
+  std::chrono::milliseconds evict_idle_after{500};
   // Replaces the default credential rule (root, own uid, allowed_group).
   std::function<bool(const PeerCred&)> authorize;
 };
@@ -75,6 +80,7 @@ class ControlServer {
     uint64_t accepted = 0;
     uint64_t refused_credentials = 0;
     uint64_t refused_full = 0;
+    uint64_t evicted_idle = 0;       // closed to make room for a newcomer
     uint64_t dropped_slow = 0;       // disconnected: output queue overflow
     uint64_t dropped_long_line = 0;  // disconnected: request line too long
   };
@@ -92,10 +98,12 @@ class ControlServer {
     size_t out_off = 0;
     bool subscribed = false;
     bool closing = false;
+    std::chrono::steady_clock::time_point last_active;  // accept or last request
   };
   using ClientPtr = std::shared_ptr<Client>;
 
   void on_accept();
+  bool evict_idle_client();  // true: one was closed
   void on_client(uint64_t id, short revents);
   void process_lines(const ClientPtr& c);
   bool flush(const ClientPtr& c);  // false: the client is gone

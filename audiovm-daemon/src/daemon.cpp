@@ -6,6 +6,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 
@@ -61,8 +62,12 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
     sc.audio_domid = options.audio_domid;
     sc.label = q.label;
     sc.native_enabled = options.native_enabled;
-    d->sessions_.emplace(q.name,
-                         std::make_unique<Session>(d->loop_, *d->transport_, *d->backend_, sc, st));
+    auto session = std::make_unique<Session>(d->loop_, *d->transport_, *d->backend_, sc, st);
+    // No stream exists yet: the choice is used when the stream is created.
+    const std::string& dev =
+        st.output_device.empty() ? d->store_.default_output() : st.output_device;
+    (void)session->set_output_device(dev);
+    d->sessions_.emplace(q.name, std::move(session));
   }
   d->setup_mic_gate();
   return d;
@@ -324,7 +329,7 @@ QubeState Daemon::state_to_save(std::string_view qube) const {
     st.volume_percent = i.volume_percent;
     st.muted = i.muted;
   }
-  return st;
+  return st;  // output_device: the qube's own choice, kept from the store
 }
 
 Session* Daemon::find(std::string_view qube) {
@@ -376,6 +381,54 @@ Result<void> Daemon::set_mute(std::string_view qube, bool muted) {
   QubeState st = state_to_save(qube);
   st.muted = muted;
   return store_.set(qube, st);
+}
+
+Result<void> Daemon::set_output(const std::string& device, std::optional<std::string_view> qube) {
+  Session* only = nullptr;
+  if (qube) {
+    only = find(*qube);
+    if (only == nullptr) {
+      return fail("no qube named " + std::string(*qube) + " is configured");
+    }
+  }
+  if (!device.empty()) {
+    if (!valid_device_name(device)) {
+      return fail("'" + device + "' is not a valid device name");
+    }
+    auto devs = backend_->devices();
+    if (devs.empty()) {
+      return fail("backend '" + backend_->name() + "' has a single device: nothing to choose");
+    }
+    bool known = std::any_of(devs.begin(), devs.end(),
+                             [&](const DeviceInfo& d) { return d.is_output && d.name == device; });
+    if (!known) {
+      return fail("no output device named '" + device + "' (see the device list)");
+    }
+  }
+  if (only != nullptr) {
+    const std::string& eff = device.empty() ? store_.default_output() : device;
+    if (auto r = only->set_output_device(eff); !r) {
+      return r;
+    }
+    QubeState st = state_to_save(*qube);
+    st.output_device = device;
+    return store_.set(*qube, st);
+  }
+  // Every qube without its own choice follows the new default. A stream the
+  // backend cannot move keeps playing where it was; the first error is reported.
+  Result<void> result;
+  for (auto& [name, s] : sessions_) {
+    if (!store_.get(name).output_device.empty()) {
+      continue;
+    }
+    if (auto r = s->set_output_device(device); !r && result) {
+      result = fail(name + ": " + r.error().message);
+    }
+  }
+  if (auto r = store_.set_default_output(device); !r) {
+    return r;
+  }
+  return result;
 }
 
 Result<void> Daemon::set_mic_attached(std::string_view qube,

@@ -90,6 +90,10 @@ class Daemon : private MicGateListener {
   std::optional<SessionInfo> info(std::string_view qube) const;
   Result<void> set_volume(std::string_view qube, uint32_t percent);
   Result<void> set_mute(std::string_view qube, bool muted);
+  // Chooses the output device of one qube, or (no qube) the default of every
+  // qube without its own choice; "" = the backend's default device. The
+  // device must be one of the backend's outputs; persisted in the state dir.
+  Result<void> set_output(const std::string& device, std::optional<std::string_view> qube);
   // Attaches or detaches the qube's microphone through the MicGate (default:
   // detached). Refused with the policy's reason under deny, or when policy
   // says ask and `confirmed` is false. `persistent` is stored and restored

@@ -473,7 +473,7 @@ Result<void> Session::open_playback(const StreamFormat& fmt, bool adaptive) {
     corked_ = true;
     draining_ = false;
   }
-  auto h = backend_.add_playback(StreamInfo{cfg_.name, cfg_.label, ""}, timed_.get());
+  auto h = backend_.add_playback(StreamInfo{cfg_.name, cfg_.label, output_device_}, timed_.get());
   if (!h) {
     return fail("backend refused the playback stream: " + h.error().message);
   }
@@ -1024,6 +1024,16 @@ SessionProtocol Session::protocol() const {
   return SessionProtocol::Stock;
 }
 
+Result<void> Session::set_output_device(const std::string& device) {
+  if (play_added_) {
+    if (auto r = backend_.set_device(play_handle_, device); !r) {
+      return r;
+    }
+  }
+  output_device_ = device;
+  return {};
+}
+
 SessionInfo Session::info() const {
   SessionInfo i;
   i.name = cfg_.name;
@@ -1039,6 +1049,7 @@ SessionInfo Session::info() const {
   i.mic_started = mic_started_;
   i.mic_attached = mic_attached_;
   i.last_error = last_error_;
+  i.output_device = output_device_;
   i.counters = totals_;
   SessionCounters& c = i.counters;
   if (playback_) {

@@ -118,6 +118,7 @@ struct SessionInfo {
   bool mic_started = false;   // the qube wants to record
   bool mic_attached = false;  // the gate is open (daemon-level decision)
   std::string last_error;     // why the last connection ended, if it failed
+  std::string output_device;  // where its playback goes; empty = backend default
   SessionCounters counters;
 };
 
@@ -143,6 +144,10 @@ class Session {
   // qaudio.Play deny (the mic gate): the qube's playback is still read at the
   // device's pace, but replaced by silence and counted; the qube sees no error.
   void set_playback_allowed(bool allowed);
+  // The device the qube plays to (empty = the backend's default); moves a
+  // live stream at once. Fails (and keeps the old device) when the backend
+  // refuses, e.g. a mixing backend with its single device.
+  Result<void> set_output_device(const std::string& device);
   // Called (on the loop thread) when the qube starts or stops its mic, so the
   // daemon can surface a request to record while the mic is not attached.
   void set_mic_observer(std::function<void(const std::string& qube, bool started)> fn) {
@@ -216,6 +221,7 @@ class Session {
   EventLoop::Clock::time_point connected_at_{};
   bool logged_waiting_ = false;
   std::string last_error_;
+  std::string output_device_;  // empty = backend default
 
   // protocol
   std::unique_ptr<protocol::DaemonNegotiator> neg_;

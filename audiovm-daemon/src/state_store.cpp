@@ -18,6 +18,22 @@ namespace {
 constexpr std::string_view kPrefix = "qube-";
 constexpr std::string_view kSuffix = ".json";
 constexpr size_t kMaxFileBytes = 4096;
+constexpr std::string_view kDefaultOutputFile = "default-output.json";
+
+Result<std::string> device_field(const nlohmann::json& j) {
+  auto it = j.find("output_device");
+  if (it == j.end()) {
+    return std::string();
+  }
+  if (!it->is_string()) {
+    return fail("\"output_device\" is not a string");
+  }
+  std::string d = it->get<std::string>();
+  if (!d.empty() && !valid_device_name(d)) {
+    return fail("\"output_device\" is not a valid device name");
+  }
+  return d;
+}
 
 Result<std::string> read_small_file(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -61,6 +77,11 @@ bool valid_qube_name(std::string_view name) {
   });
 }
 
+bool valid_device_name(std::string_view name) {
+  return !name.empty() && name.size() < 256 &&
+         std::all_of(name.begin(), name.end(), [](char c) { return c > ' ' && c < 0x7f; });
+}
+
 StateStore::StateStore(std::string dir) : dir_(std::move(dir)) {}
 
 std::string StateStore::to_json(const QubeState& s) {
@@ -68,6 +89,9 @@ std::string StateStore::to_json(const QubeState& s) {
   j["volume"] = s.volume_percent;
   j["muted"] = s.muted;
   j["mic_persistent"] = s.mic_persistent;
+  if (!s.output_device.empty()) {
+    j["output_device"] = s.output_device;
+  }
   return j.dump() + "\n";
 }
 
@@ -99,12 +123,18 @@ Result<QubeState> StateStore::from_json(std::string_view text) {
     }
     s.mic_persistent = it->get<bool>();
   }
+  auto dev = device_field(j);
+  if (!dev) {
+    return fail(dev.error());
+  }
+  s.output_device = std::move(*dev);
   return s;
 }
 
 Result<void> StateStore::load() {
   states_.clear();
   warnings_.clear();
+  default_output_.clear();
   if (dir_.empty()) {
     return {};
   }
@@ -144,6 +174,20 @@ Result<void> StateStore::load() {
     }
     states_[qube] = *st;
   }
+  const std::string def_path = dir_ + "/" + std::string(kDefaultOutputFile);
+  if (::access(def_path.c_str(), F_OK) == 0) {
+    auto text = read_small_file(def_path);
+    auto j = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+    auto dev = j.is_object() ? device_field(j) : Result<std::string>(fail("not a JSON object"));
+    if (!text) {
+      warnings_.push_back(text.error().message + "; using the backend's default output");
+    } else if (!dev) {
+      warnings_.push_back(def_path + ": " + dev.error().message +
+                          "; using the backend's default output");
+    } else {
+      default_output_ = *dev;
+    }
+  }
   for (const auto& w : warnings_) {
     log_warn("state: %s", w.c_str());
   }
@@ -171,10 +215,26 @@ Result<void> StateStore::set(std::string_view qube, const QubeState& state) {
   return save(name, s);
 }
 
+Result<void> StateStore::set_default_output(const std::string& device) {
+  if (!device.empty() && !valid_device_name(device)) {
+    return fail("cannot store '" + device + "' as the default output: not a valid device name");
+  }
+  default_output_ = device;
+  if (dir_.empty()) {
+    return {};
+  }
+  nlohmann::json j;
+  j["output_device"] = device;
+  return write_atomic(dir_ + "/" + std::string(kDefaultOutputFile), j.dump() + "\n");
+}
+
 Result<void> StateStore::save(const std::string& qube, const QubeState& s) const {
-  const std::string final_path = dir_ + "/" + std::string(kPrefix) + qube + std::string(kSuffix);
+  return write_atomic(dir_ + "/" + std::string(kPrefix) + qube + std::string(kSuffix), to_json(s));
+}
+
+Result<void> StateStore::write_atomic(const std::string& final_path,
+                                      const std::string& text) const {
   const std::string tmp_path = final_path + ".tmp";
-  const std::string text = to_json(s);
   int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     return fail_errno("saving state: opening " + tmp_path);

@@ -28,10 +28,13 @@ struct QubeState {
   uint32_t volume_percent = kDefaultVolumePercent;
   bool muted = false;
   bool mic_persistent = false;  // user attached the mic "persistently"
+  std::string output_device;    // the qube's own output choice; empty = the default
   friend bool operator==(const QubeState&, const QubeState&) = default;
 };
 
 bool valid_qube_name(std::string_view name);
+// A device name as sound servers spell them: 1-255 printable ASCII bytes.
+bool valid_device_name(std::string_view name);
 
 class StateStore {
  public:
@@ -47,6 +50,10 @@ class StateStore {
   // write keeps the in-memory value and returns the error.
   Result<void> set(std::string_view qube, const QubeState& state);
   const std::map<std::string, QubeState, std::less<>>& all() const { return states_; }
+  // The output device for every qube without its own choice (empty = the
+  // backend's default), kept in default-output.json.
+  const std::string& default_output() const { return default_output_; }
+  Result<void> set_default_output(const std::string& device);
   const std::vector<std::string>& warnings() const { return warnings_; }
   const std::string& dir() const { return dir_; }
 
@@ -56,9 +63,11 @@ class StateStore {
 
  private:
   Result<void> save(const std::string& qube, const QubeState& s) const;
+  Result<void> write_atomic(const std::string& final_path, const std::string& text) const;
 
   std::string dir_;
   std::map<std::string, QubeState, std::less<>> states_;
+  std::string default_output_;
   std::vector<std::string> warnings_;
 };
 

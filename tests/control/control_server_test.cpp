@@ -130,6 +130,7 @@ TEST_F(ControlServerTest, too_long_line_gets_error_and_disconnect) {
 
 TEST_F(ControlServerTest, clients_beyond_the_limit_are_refused) {
   opt.max_clients = 3;
+  opt.evict_idle_after = std::chrono::hours(1);  // nobody counts as idle here
   serve();
   std::vector<std::unique_ptr<LineClient>> cs;
   for (int i = 0; i < 3; ++i) {
@@ -147,6 +148,31 @@ TEST_F(ControlServerTest, clients_beyond_the_limit_are_refused) {
   LineClient again(opt.path);
   again.send("{\"id\":2,\"method\":\"info\"}\n");
   EXPECT_EQ(parse(again.read_line())["id"], 2) << "a freed slot is usable again";
+}
+
+TEST_F(ControlServerTest, when_full_the_longest_idle_client_makes_room_but_subscribers_stay) {
+  opt.max_clients = 3;
+  opt.evict_idle_after = std::chrono::milliseconds(0);
+  serve();
+  LineClient sub(opt.path);
+  sub.send("{\"id\":1,\"method\":\"subscribe\"}\n");
+  ASSERT_EQ(parse(sub.read_line())["id"], 1);
+  LineClient idle1(opt.path);  // connected, never asks anything
+  LineClient idle2(opt.path);
+  ASSERT_TRUE(served->wait_for([](ControlServer& s) { return s.client_count() == 3; }));
+  LineClient user(opt.path);
+  user.send("{\"id\":2,\"method\":\"info\"}\n");
+  EXPECT_EQ(parse(user.read_line())["id"], 2) << "the newcomer is served";
+  json r = parse(idle1.read_line());
+  EXPECT_EQ(r["error"]["code"], "refused");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("idle"), std::string::npos);
+  EXPECT_TRUE(idle1.wait_eof()) << "the longest idle client was closed";
+  EXPECT_EQ(served->on_loop([](ControlServer& s) { return s.stats().evicted_idle; }), 1u);
+  served->on_loop([](ControlServer& s) {
+    s.publish(event_volume_changed("work", 70));
+    return 0;
+  });
+  EXPECT_EQ(parse(sub.read_line())["event"], "volume_changed") << "the subscriber stays";
 }
 
 TEST_F(ControlServerTest, subscriber_receives_published_events_in_order) {

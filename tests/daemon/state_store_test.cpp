@@ -44,13 +44,13 @@ TEST_F(StateStoreTest, SavedStateIsRestoredByANewStore) {
   {
     StateStore s(dir_);
     ASSERT_TRUE(s.load());
-    ASSERT_TRUE(s.set("work", {80, true, true}));
-    ASSERT_TRUE(s.set("personal", {150, false, false}));
+    ASSERT_TRUE(s.set("work", {80, true, true, ""}));
+    ASSERT_TRUE(s.set("personal", {150, false, false, ""}));
   }
   StateStore s2(dir_);
   ASSERT_TRUE(s2.load());
-  EXPECT_EQ(s2.get("work"), (QubeState{80, true, true}));
-  EXPECT_EQ(s2.get("personal"), (QubeState{150, false, false}));
+  EXPECT_EQ(s2.get("work"), (QubeState{80, true, true, ""}));
+  EXPECT_EQ(s2.get("personal"), (QubeState{150, false, false, ""}));
   EXPECT_TRUE(s2.warnings().empty());
   EXPECT_FALSE(fs::exists(dir_ + "/qube-work.json.tmp"));
 }
@@ -58,7 +58,7 @@ TEST_F(StateStoreTest, SavedStateIsRestoredByANewStore) {
 TEST_F(StateStoreTest, FileIsReadableJson) {
   StateStore s(dir_);
   ASSERT_TRUE(s.load());
-  ASSERT_TRUE(s.set("work", {42, false, true}));
+  ASSERT_TRUE(s.set("work", {42, false, true, ""}));
   EXPECT_EQ(read_file("qube-work.json"),
             "{\"mic_persistent\":true,\"muted\":false,\"volume\":42}\n");
 }
@@ -66,7 +66,7 @@ TEST_F(StateStoreTest, FileIsReadableJson) {
 TEST_F(StateStoreTest, VolumeIsClampedOnSet) {
   StateStore s(dir_);
   ASSERT_TRUE(s.load());
-  ASSERT_TRUE(s.set("work", {900, false, false}));
+  ASSERT_TRUE(s.set("work", {900, false, false, ""}));
   EXPECT_EQ(s.get("work").volume_percent, 150u);
 }
 
@@ -108,21 +108,21 @@ TEST_F(StateStoreTest, MissingDirectoryIsCreatedPrivate) {
   struct stat st;
   ASSERT_EQ(stat(sub.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
-  EXPECT_TRUE(s.set("work", {10, false, false}));
+  EXPECT_TRUE(s.set("work", {10, false, false, ""}));
 }
 
 TEST_F(StateStoreTest, UnusableDirectoryIsAnErrorButTheStoreStillWorksInMemory) {
   write_file("file", "x");
   StateStore s(dir_ + "/file/sub");
   EXPECT_FALSE(s.load());
-  EXPECT_FALSE(s.set("work", {10, false, false}));  // cannot persist
+  EXPECT_FALSE(s.set("work", {10, false, false, ""}));  // cannot persist
   EXPECT_EQ(s.get("work").volume_percent, 10u);     // but remembered
 }
 
 TEST(StateStoreJson, ParsesPartialObjectsWithDefaults) {
   auto st = StateStore::from_json("{\"muted\":true}");
   ASSERT_TRUE(st);
-  EXPECT_EQ(*st, (QubeState{100, true, false}));
+  EXPECT_EQ(*st, (QubeState{100, true, false, ""}));
   EXPECT_FALSE(StateStore::from_json(""));
   EXPECT_FALSE(StateStore::from_json("{\"volume\":-1}"));
   EXPECT_FALSE(StateStore::from_json("{\"volume\":1.5}"));
@@ -131,8 +131,37 @@ TEST(StateStoreJson, ParsesPartialObjectsWithDefaults) {
 TEST(StateStoreMemory, EmptyDirKeepsStateInMemoryOnly) {
   StateStore s("");
   ASSERT_TRUE(s.load());
-  ASSERT_TRUE(s.set("work", {5, false, false}));
+  ASSERT_TRUE(s.set("work", {5, false, false, ""}));
   EXPECT_EQ(s.get("work").volume_percent, 5u);
+}
+
+TEST_F(StateStoreTest, OutputDeviceAndDefaultOutputSurviveANewStore) {
+  {
+    StateStore s(dir_);
+    ASSERT_TRUE(s.load());
+    ASSERT_TRUE(s.set("work", {90, false, false, "bluez_sink.AA_BB.a2dp"}));
+    ASSERT_TRUE(s.set_default_output("alsa_output.usb"));
+  }
+  StateStore s2(dir_);
+  ASSERT_TRUE(s2.load());
+  EXPECT_EQ(s2.get("work").output_device, "bluez_sink.AA_BB.a2dp");
+  EXPECT_EQ(s2.default_output(), "alsa_output.usb");
+  EXPECT_TRUE(s2.warnings().empty());
+}
+
+TEST_F(StateStoreTest, BadDeviceNamesAreRefusedAndACorruptDefaultIsIgnored) {
+  StateStore s(dir_);
+  ASSERT_TRUE(s.load());
+  EXPECT_FALSE(s.set_default_output("two words"));
+  EXPECT_FALSE(s.set_default_output(std::string(300, 'x')));
+  EXPECT_EQ(s.default_output(), "");
+  EXPECT_FALSE(StateStore::from_json("{\"output_device\":7}"));
+  EXPECT_FALSE(StateStore::from_json("{\"output_device\":\"a\\nb\"}"));
+  write_file("default-output.json", "{\"output_device\": [1]}");
+  StateStore s2(dir_);
+  ASSERT_TRUE(s2.load());
+  EXPECT_EQ(s2.default_output(), "");
+  EXPECT_EQ(s2.warnings().size(), 1u);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // `make demo` end to end: tools/demo.sh runs the daemon on the wav backend
-// with qubes work (440 Hz, 100 %) and personal (660 Hz, 50 %) played by two
-// fake agents; the test checks demo-out.wav: a valid WAV at the device rate,
+// with qubes work (440 Hz, 100 %) and personal (660 Hz, 50 %) played by
+// aplay through the ALSA plugin (the real agent core), or by fake agents; the test checks demo-out.wav: a valid WAV at the device rate,
 // both tones present (Goertzel), 440:660 at 2:1 (-6 dB +- 1 dB), and no gap
 // after the start-up (10 ms block RMS).
 #include <gtest/gtest.h>
@@ -10,16 +10,25 @@
 namespace qaudio::e2e {
 namespace {
 
-void check_demo_output(const std::string& protocol) {
+void check_demo_output(const std::string& protocol, const std::string& agents) {
+#ifndef QAUDIO_DEMO_HAS_ALSA_PLUGIN
+  if (agents == "alsa") {
+    GTEST_SKIP() << "built without the ALSA plugin";
+  }
+#endif
+  if (agents == "alsa" && (!test::have_program("aplay") || !test::have_program("sox"))) {
+    GTEST_SKIP() << "aplay or sox missing";
+  }
   test::TempDir dir("demo");
   std::string out = dir.path() + "/demo-out.wav";
   auto r = test::run_command({QAUDIO_DEMO_SCRIPT, "--build", QAUDIO_BUILD_DIR, "--out", out,
-                              "--seconds", "4", "--protocol", protocol},
+                              "--seconds", "4", "--protocol", protocol, "--agents", agents},
                              {}, 60s);
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("work: state=running protocol=" + protocol), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("personal: state=running protocol=" + protocol), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("volume=50"), std::string::npos);
+  EXPECT_NE(r.out.find(agents + " agents"), std::string::npos) << r.out;
 
   auto w = read_wav(out);
   ASSERT_TRUE(w.has_value());
@@ -58,12 +67,17 @@ void check_demo_output(const std::string& protocol) {
   EXPECT_NEAR(test::amplitude_to_db(a660 / a440), -6.02, 1.0);
 }
 
-TEST(Demo, stock_agents_mix_440_and_660_at_two_to_one_without_gaps) {
-  check_demo_output("stock");
+// make demo's default: aplay through the qaudio ALSA plugin in each "qube".
+TEST(Demo, alsa_plugin_qubes_in_stock_mode_mix_440_and_660_at_two_to_one_without_gaps) {
+  check_demo_output("stock", "alsa");
 }
 
-TEST(Demo, native_agents_mix_440_and_660_at_two_to_one_without_gaps) {
-  check_demo_output("native");
+TEST(Demo, alsa_plugin_qubes_in_native_mode_mix_440_and_660_at_two_to_one_without_gaps) {
+  check_demo_output("native", "alsa");
+}
+
+TEST(Demo, fake_agents_mix_440_and_660_at_two_to_one_without_gaps) {
+  check_demo_output("stock", "fake");
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "e2e_util.hpp"
 #include "sound_servers.hpp"
 #include "tone.hpp"
 
@@ -30,24 +31,10 @@ using qaudio::test::wait_until;
 
 constexpr uint32_t kRate = 48000;
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
+using qaudio::test::read_text;
 
-// Level of `freq` in stereo float PCM: the median over 100 ms windows, so a
-// period dropped on a loaded machine does not move it.
-double level(const std::vector<float>& pcm, double freq, uint32_t channels = 2) {
-  std::vector<double> v;
-  const size_t win = kRate / 10 * channels;
-  for (size_t off = 0; off + win <= pcm.size(); off += win) {
-    v.push_back(test::tone_amplitude(std::span(pcm).subspan(off, win), channels, 0, kRate, freq));
-  }
-  if (v.empty()) {
-    return 0;
-  }
-  std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(v.size() / 2), v.end());
-  return v[v.size() / 2];
+double level(const std::vector<float>& pcm, double freq) {
+  return qaudio::test::median_level(pcm, freq);
 }
 
 class CliE2E : public ::testing::Test {
@@ -264,12 +251,7 @@ TEST_F(CliE2E, mic_attach_lets_the_tone_through_and_detach_silences_it) {
       },
       15s, 100ms))
       << cli({"mic", "requests"}).out;
-  auto file_floats = [&] {
-    std::string raw = read_text(rec);
-    std::vector<float> f(raw.size() / 4);
-    std::memcpy(f.data(), raw.data(), f.size() * 4);
-    return f;
-  };
+  auto file_floats = [&] { return qaudio::test::read_floats(rec); };
   // Before attach: whatever arrived is silence.
   ASSERT_TRUE(wait_until([&] { return file_floats().size() >= kRate; }, 10s, 50ms))
       << "no mic bytes reach the qube while detached (silence expected)";

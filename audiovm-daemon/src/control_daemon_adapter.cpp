@@ -22,6 +22,7 @@ std::vector<CounterEntry> counters_of(const daemon::SessionCounters& c) {
           {"overruns", c.overruns},
           {"mic_overruns", c.mic_overruns},
           {"mic_dropped_bytes", c.mic_dropped_bytes},
+          {"playback_discarded_bytes", c.playback_discarded_bytes},
           {"frames_played", c.frames_played},
           {"unknown_words", c.unknown_words},
           {"dropped_reports", c.dropped_reports},

@@ -76,9 +76,10 @@ class MicPulse : public ::testing::Test {
     write_policy(kPolicy);
     int domid = 1;
     for (const char* q : {"work", "personal", "untrusted"}) {
+      const char* freq = domid == 1 ? "440" : domid == 2 ? "550" : "660";
       auto c = Child::spawn(
           {QAUDIO_FAKE_AGENT_PATH, "--channel", "unix:" + dir_.path() + "/vchan", "--domid",
-           std::to_string(domid++), "--name", q, "--protocol", "native", "--freq", "440",
+           std::to_string(domid++), "--name", q, "--protocol", "native", "--freq", freq,
            "--amplitude", "0.1", "--seconds", "0", "--mic", "--record", rec(q)},
           {}, log(std::string("agent-") + q));
       ASSERT_TRUE(c);
@@ -254,6 +255,38 @@ TEST_F(MicPulse, no_sample_leaks_and_the_tone_arrives_only_when_allowed_and_atta
   EXPECT_TRUE(mic_attached("work"));
   EXPECT_FALSE(mic_attached("personal"));
   expect_silent_from("untrusted", 0, "under deny");
+}
+
+TEST_F(MicPulse, play_deny_discards_the_qubes_playback_and_counts_it_without_an_error) {
+  // First match wins: put the deny before the catch-all allow.
+  write_policy(
+      "qaudio.Play * untrusted sys-audio deny\n"
+      "qaudio.Play * @anyvm sys-audio allow\n"
+      "qaudio.Mic * @anyvm sys-audio deny\n");
+  start_daemon();
+  auto counter = [&](const std::string& q, const char* name) -> uint64_t {
+    for (const auto& e : list()) {
+      if (e.value("name", "") == q) {
+        return e["counters"].value(name, uint64_t{0});
+      }
+    }
+    return 0;
+  };
+  ASSERT_TRUE(
+      wait_until([&] { return counter("untrusted", "playback_discarded_bytes") > 0; }, 10s, 100ms));
+  auto pcm = pa_->record_monitor(kRate, 30s);
+  EXPECT_NEAR(qaudio::test::median_level(pcm, 440.0), 0.1, 0.01);  // work plays
+  EXPECT_NEAR(qaudio::test::median_level(pcm, 550.0), 0.1, 0.01);  // personal plays
+  EXPECT_LT(qaudio::test::median_level(pcm, 660.0), 0.001) << "denied playback reached the sink";
+  uint64_t before = counter("untrusted", "playback_discarded_bytes");
+  ASSERT_TRUE(
+      wait_until([&] { return counter("untrusted", "playback_discarded_bytes") > before + 48000; },
+                 10s, 100ms))
+      << "the denied qube's playback is no longer read (it would stall)";
+  for (const auto& e : list()) {
+    EXPECT_EQ(e.value("state", ""), "running") << e.value("name", "");
+  }
+  EXPECT_EQ(counter("untrusted", "protocol_errors"), 0u);
 }
 
 }  // namespace

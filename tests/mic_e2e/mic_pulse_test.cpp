@@ -243,6 +243,10 @@ TEST_F(MicPulse, no_sample_leaks_and_the_tone_arrives_only_when_allowed_and_atta
   at_attach = read_floats(rec("personal")).size();
   ASSERT_TRUE(
       wait_until([&] { return tone_from("personal", at_attach + kRate / 2) > 0.45; }, 15s, 50ms));
+  // Both attached at once: each gets its own copy of the tone.
+  size_t work_now = read_floats(rec("work")).size();
+  record_more("work", kRate * 2);
+  EXPECT_NEAR(tone_from("work", work_now + kInFlight), 0.5, 0.05) << "two qubes hold the mic";
   daemon_.stop(SIGTERM);
   size_t at_stop = read_floats(rec("personal")).size();
   size_t work_at_stop = read_floats(rec("work")).size();

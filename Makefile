@@ -47,6 +47,7 @@ demo: build
 
 bench: build
 	$(BUILD)/bench/qaudio-bench --benchmark_min_time=0.2
+	if [ -x $(BUILD)/bench/qaudio-latency-probe ]; then $(BUILD)/bench/qaudio-latency-probe; fi
 
 format:
 	git ls-files '*.cpp' '*.hpp' '*.h' | xargs clang-format -i

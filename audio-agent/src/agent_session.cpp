@@ -154,7 +154,10 @@ void AgentSession::disconnect(const std::string& why) {
   play_out_off_ = play_out_len_ = 0;
   playback_ready_ = capture_ready_ = false;
   playback_fallback_tried_ = capture_fallback_tried_ = false;
-  last_latency_.reset();
+  if (last_latency_) {
+    last_latency_.reset();
+    backend_.set_remote_latency(std::chrono::nanoseconds(0));  // withdraw a stale report
+  }
   set_phase(SessionPhase::Waiting);
   if (started_) {
     serve();

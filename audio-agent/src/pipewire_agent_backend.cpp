@@ -3,7 +3,10 @@
 
 #include <pipewire/pipewire.h>
 #include <spa/param/audio/format-utils.h>
+#include <spa/param/latency-utils.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 
@@ -25,6 +28,7 @@ class PipeWireAgentBackend final : public AgentBackend {
   std::chrono::nanoseconds own_latency() const override {
     return std::chrono::milliseconds(opts_.latency_ms);
   }
+  void set_remote_latency(std::chrono::nanoseconds latency) override;
   std::string describe() const override { return "pipewire"; }
 
  private:
@@ -50,7 +54,8 @@ class PipeWireAgentBackend final : public AgentBackend {
   spa_hook source_hook_{};
   StreamCtx sink_ctx_{this, true};
   StreamCtx source_ctx_{this, false};
-  std::optional<bool> active_;  // last reported (agent loop thread)
+  std::optional<bool> active_;          // last reported (agent loop thread)
+  std::optional<int64_t> reported_ns_;  // last ProcessLatency set (agent loop thread)
   std::optional<bool> mic_;
 };
 
@@ -166,6 +171,35 @@ pw_stream* PipeWireAgentBackend::make_stream(bool sink) {
     return nullptr;
   }
   return s;
+}
+
+// The latency beyond the graph (the agent's queue, the audio domain's buffer
+// and device) as the Latency of the sink's input port, direction Input, as
+// an ALSA sink reports its device delay: PipeWire adds it to what linked
+// ports see (pw-dump shows it as minNs/maxNs). Not ProcessLatency: 0.3.65
+// streams do not publish it, and newer adapters would count it twice.
+// Updated when it moves by more than 1 ms. Agent loop thread.
+void PipeWireAgentBackend::set_remote_latency(std::chrono::nanoseconds latency) {
+  const int64_t ns = std::clamp<int64_t>(latency.count(), 0, 10'000'000'000);
+  if (tl_ == nullptr || sink_ == nullptr ||
+      (reported_ns_ && std::llabs(*reported_ns_ - ns) <= 1'000'000)) {
+    return;
+  }
+  reported_ns_ = ns;
+  uint8_t buf[1024];
+  spa_pod_builder b = SPA_POD_BUILDER_INIT(buf, sizeof(buf));
+  spa_latency_info port = SPA_LATENCY_INFO(SPA_DIRECTION_INPUT);
+  port.min_ns = port.max_ns = static_cast<uint64_t>(ns);
+  const spa_pod* params[1] = {spa_latency_build(&b, SPA_PARAM_Latency, &port)};
+  pw_thread_loop_lock(tl_);
+  int r = pw_stream_update_params(sink_, params, 1);
+  pw_thread_loop_unlock(tl_);
+  if (r < 0) {
+    log_warn("pipewire: cannot report the latency (%s)", strerror(-r));
+  } else {
+    log_debug("pipewire: Qubes audio reports %.1f ms beyond the graph",
+              static_cast<double>(ns) / 1e6);
+  }
 }
 
 Result<void> PipeWireAgentBackend::start(EventLoop& loop, Listener& listener) {

@@ -8,9 +8,12 @@
 //   source: an output stream; its process callback copies mic PCM from the
 //           capture ring, silence when there is none.
 // Activity: the sink stream STREAMING = output active; the source stream
-// STREAMING = an app records. The nodes are followers of whatever driver the
-// session manager picks (the Dummy-Driver when nothing else): following the
-// audio domain's ClockTick with a driver node is not implemented yet.
+// STREAMING = an app records. Latency: set_remote_latency() becomes the
+// sink input port's Latency param (direction Input), shown by pw-dump and
+// added by PipeWire to what linked apps see. The nodes are followers of
+// whatever driver the session manager picks (the Dummy-Driver when nothing
+// else): following the audio domain's ClockTick with a driver node is not
+// implemented yet (the rate law is ClockFollower, clock_follower.hpp).
 //
 //   auto be = make_pipewire_agent_backend({.latency_ms = 10});
 #pragma once

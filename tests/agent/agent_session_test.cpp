@@ -201,6 +201,10 @@ TEST_P(AgentSessionTest, latency_and_clock_ticks_reach_the_backend) {
       [&] { return h.backend().last_tick_frames_.load() == 96000; }, 3000ms, 2ms));
   EXPECT_GE(h.backend().remote_latency_ns_.load(), 8'000'000);
   EXPECT_LT(h.backend().remote_latency_ns_.load(), 200'000'000);
+  // The daemon leaves: the stale report is withdrawn.
+  d.close();
+  EXPECT_TRUE(qaudio::test::wait_until([&] { return h.backend().remote_latency_ns_.load() == 0; },
+                                       3000ms, 2ms));
 }
 
 TEST_P(AgentSessionTest, reconnects_after_the_daemon_leaves_with_a_fresh_negotiation) {

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
 #include <thread>
 
 #include "agent_tone.hpp"
@@ -107,6 +108,58 @@ TEST(PipeWireAgentBackend, nodes_exist_tone_reaches_ring_and_mic_is_silent_but_v
   ASSERT_EQ(pcm.size(), 9600u);
   EXPECT_LT(test::rms_of(pcm, 1, 0), 1e-4);
 
+  loop.post([&] {
+    be->stop();
+    loop.quit();
+  });
+  th.join();
+}
+
+// The latency beyond the graph (set_remote_latency: the agent's queue plus the
+// audio domain's Latency report) is the sink node's port Latency, visible in
+// pw-dump, and follows a changed report.
+TEST(PipeWireAgentBackend, remote_latency_is_the_sink_process_latency_and_follows_changes) {
+  if (!qaudio::test::PipeWireStack::available()) {
+    GTEST_SKIP() << "pipewire stack missing";
+  }
+  qaudio::test::TempDir dir("agent-pw-lat");
+  qaudio::test::PipeWireStack pw(dir.path());
+  ASSERT_TRUE(pw.start()) << pw.last_error();
+  qaudio::test::use_private_env_in_process(pw.client_env());
+  EventLoop loop;
+  Recorder rec;
+  auto be = make_pipewire_agent_backend({});
+  std::thread th([&] { loop.run(); });
+  std::atomic<int> started{0};
+  loop.post([&] {
+    auto r = be->start(loop, rec);
+    EXPECT_TRUE(r) << r.error().message;
+    started = r ? 1 : -1;
+  });
+  ASSERT_TRUE(wait_until([&] { return started.load() != 0; }, 10s));
+  ASSERT_EQ(started.load(), 1);
+  // The port Latency "ns" values pw-dump shows (only our sink sets one).
+  auto reported = [&] {
+    std::string d = pw.pw_dump().out;
+    std::vector<int64_t> v;
+    std::regex re("\"direction\": \"Input\"[^}]*\"minNs\":\\s*([0-9]+)");
+    for (std::sregex_iterator it(d.begin(), d.end(), re), end; it != end; ++it) {
+      v.push_back(std::stoll((*it)[1].str()));
+    }
+    return v;
+  };
+  for (int64_t ms : {25, 80, 12}) {
+    loop.post([&, ms] { be->set_remote_latency(std::chrono::milliseconds(ms)); });
+    std::vector<int64_t> last;
+    EXPECT_TRUE(wait_until(
+        [&] {
+          last = reported();
+          return std::find(last.begin(), last.end(), ms * 1'000'000) != last.end();
+        },
+        10s, 200ms))
+        << "no port Latency of " << ms << " ms in pw-dump (seen " << last.size() << " values)"
+        << (getenv("QAUDIO_DEBUG_DUMP") ? pw.pw_dump().out : std::string());
+  }
   loop.post([&] {
     be->stop();
     loop.quit();

@@ -46,10 +46,11 @@ AgentReply ok_reply() {
   return r;
 }
 
-AgentReply error_reply(const char* name) {
+AgentReply error_reply(const char* name, std::string why) {
   AgentReply r;
   r.ok = false;
   r.error = name;
+  r.message = std::move(why);
   return r;
 }
 
@@ -79,14 +80,14 @@ void BtAgent::handle(const AgentCall& call,
       ids.push_back(id);
     }
     for (auto id : ids) {
-      done(id, error_reply(bluez::kErrorCanceled), "canceled");
+      done(id, error_reply(bluez::kErrorCanceled, "canceled by BlueZ"), "canceled");
     }
     reply(ok_reply());
     return;
   }
   auto kind = kind_of(call.method);
   if (!kind) {
-    reply(error_reply(bluez::kErrorRejected));
+    reply(error_reply(bluez::kErrorRejected, "unsupported agent call"));
     return;
   }
   AgentRequest req;
@@ -112,7 +113,7 @@ void BtAgent::handle(const AgentCall& call,
   if (req.address.empty()) {
     log_warn("bluetooth agent: %s for unknown device %s: rejected", call.method.c_str(),
              call.device_path.c_str());
-    reply(error_reply(bluez::kErrorRejected));
+    reply(error_reply(bluez::kErrorRejected, "unknown device"));
     return;
   }
   if (*kind == AgentKind::Authorization && user_started) {
@@ -128,7 +129,8 @@ void BtAgent::handle(const AgentCall& call,
   // One request per device: a newer one replaces (rejects) the older.
   for (auto it = pending_.begin(); it != pending_.end(); ++it) {
     if (it->second.req.address == req.address) {
-      done(it->first, error_reply(bluez::kErrorCanceled), "canceled");
+      done(it->first, error_reply(bluez::kErrorCanceled, "replaced by a newer request"),
+           "canceled");
       break;
     }
   }
@@ -140,7 +142,7 @@ void BtAgent::handle(const AgentCall& call,
       it->second.timer = 0;
       log_info("bluetooth agent: %s for %s not answered in time: rejected",
                to_string(it->second.req.kind), it->second.req.address.c_str());
-      done(id, error_reply(bluez::kErrorRejected), "timeout");
+      done(id, error_reply(bluez::kErrorRejected, "not answered in time"), "timeout");
     }
   });
   pending_.emplace(id, std::move(p));
@@ -163,7 +165,7 @@ Result<void> BtAgent::answer_yes_no(const std::string& address, bool accept) {
                     (find(address, true) ? " (it asks for a code: use 'bt pin')" : ""),
                 ENOENT);
   }
-  done(p->req.id, accept ? ok_reply() : error_reply(bluez::kErrorRejected),
+  done(p->req.id, accept ? ok_reply() : error_reply(bluez::kErrorRejected, "rejected by the user"),
        accept ? "accepted" : "rejected");
   return {};
 }
@@ -201,7 +203,7 @@ Result<void> BtAgent::answer_code(const std::string& address, const std::string&
 
 void BtAgent::cancel_all(const char* outcome) {
   while (!pending_.empty()) {
-    done(pending_.begin()->first, error_reply(bluez::kErrorCanceled), outcome);
+    done(pending_.begin()->first, error_reply(bluez::kErrorCanceled, outcome), outcome);
   }
 }
 

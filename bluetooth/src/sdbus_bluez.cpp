@@ -376,7 +376,7 @@ void SdbusBluez::export_agent(const std::string& path) {
         if (r.ok) {
           on_ok(*result_ptr, r);
         } else {
-          result_ptr->returnError(sdbus::Error(r.error, "rejected by the user or timed out"));
+          result_ptr->returnError(sdbus::Error(r.error, r.message));
         }
       } catch (const sdbus::Error& e) {
         log_warn("bluetooth agent: reply failed: %s", e.getMessage().c_str());

@@ -41,6 +41,7 @@ struct AgentCall {
 struct AgentReply {
   bool ok = false;
   std::string error = "org.bluez.Error.Rejected";
+  std::string message;  // why, for BlueZ's log
   std::string pin;
   uint32_t passkey = 0;
 };

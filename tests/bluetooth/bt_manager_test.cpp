@@ -84,13 +84,12 @@ InterfaceMap headset(bool paired, bool trusted, bool connected) {
 class ManagerTest : public ::testing::Test {
  protected:
   void start(bool powered = true, InterfaceMap dev = headset(false, false, false)) {
-    bus.objects[kAdapterPath] = {{bluez::kAdapter,
-                                  {{bluez::kAddress, std::string("00:01:02:03:04:05")},
-                                   {bluez::kPowered, powered}}}};
+    bus.objects[kAdapterPath] = {
+        {bluez::kAdapter,
+         {{bluez::kAddress, std::string("00:01:02:03:04:05")}, {bluez::kPowered, powered}}}};
     bus.objects[kDevPath] = std::move(dev);
-    mgr = std::make_unique<Manager>(bus, loop, opt, [this](const BtEvent& e) {
-      events.push_back(e);
-    });
+    mgr = std::make_unique<Manager>(bus, loop, opt,
+                                    [this](const BtEvent& e) { events.push_back(e); });
     mgr->start();
   }
   size_t count(BtEvent::Type t) const {
@@ -248,6 +247,8 @@ TEST_F(ManagerTest, trusted_headset_reconnects_when_the_adapter_powers_on) {
   bus.listener->on_properties_changed(kAdapterPath, bluez::kAdapter, {{bluez::kPowered, true}});
   ASSERT_EQ(bus.count(bluez::kConnect), 1u);
   EXPECT_EQ(bus.calls.back().path, kDevPath);
+  bus.calls.back().done(nullptr);
+  EXPECT_EQ(last(BtEvent::Type::ActionFinished)->action, "reconnect");
   bus.listener->on_properties_changed(kDevPath, bluez::kDevice, {{bluez::kConnected, true}});
   EXPECT_EQ(count(BtEvent::Type::HeadsetConnected), 1u);
   // The user disconnects: no reconnect until they connect or the qube resumes.

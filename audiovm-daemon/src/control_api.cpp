@@ -314,8 +314,8 @@ std::variant<Request, ParseFailure> parse_request(std::string_view line) {
 // ---- dispatch ----
 const std::vector<std::string>& ControlApi::methods() {
   static const std::vector<std::string> m = [] {
-    std::vector<std::string> v{"info",       "list",       "set_volume", "set_mute", "mic_attach",
-                               "mic_detach", "devices",    "set_output", "subscribe"};
+    std::vector<std::string> v{"info",       "list",    "set_volume", "set_mute", "mic_attach",
+                               "mic_detach", "devices", "set_output", "subscribe"};
     v.insert(v.end(), bt_methods().begin(), bt_methods().end());
     return v;
   }();

@@ -6,10 +6,12 @@
 find_package(nlohmann_json REQUIRED)
 add_library(qaudio_control STATIC
   ${CMAKE_CURRENT_LIST_DIR}/src/control_api.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/control_api_bt.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/control_server.cpp
 )
 target_include_directories(qaudio_control PUBLIC ${CMAKE_CURRENT_LIST_DIR}/src)
-target_link_libraries(qaudio_control PUBLIC qaudio_core nlohmann_json::nlohmann_json)
+target_link_libraries(qaudio_control PUBLIC qaudio_core qaudio_bluetooth_core
+  nlohmann_json::nlohmann_json)
 
 if(TARGET qaudio_daemon)
   add_library(qaudio_control_daemon STATIC ${CMAKE_CURRENT_LIST_DIR}/src/control_daemon_adapter.cpp)
@@ -24,4 +26,9 @@ qaudio_add_fuzzer(NAME control_request_fuzzer
 # The daemon executable serves the control API (--control PATH).
 if(TARGET qubes-audiovm-daemon AND TARGET qaudio_control_daemon)
   target_link_libraries(qubes-audiovm-daemon PRIVATE qaudio_control_daemon)
+endif()
+
+# Bluetooth (--bluetooth): the sdbus-c++ binding of libqaudio-bluetooth.
+if(TARGET qubes-audiovm-daemon AND QAUDIO_WITH_BLUEZ)
+  target_link_libraries(qubes-audiovm-daemon PRIVATE qaudio_bluetooth)
 endif()

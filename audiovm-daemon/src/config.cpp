@@ -373,6 +373,16 @@ std::variant<DaemonCli, int> parse_cli(int argc, const char* const* argv) {
   app.add_option("--control-group", cli.control_group,
                  "Group whose members may use the control API (root and this uid always may)")
       ->type_name("GROUP");
+  app.add_flag("--bluetooth", cli.bluetooth,
+               "Manage Bluetooth headsets through BlueZ (control API bt_* methods, "
+               "qvm-audio bt ...; docs/bluetooth.md)");
+  app.add_option("--bluetooth-bus", cli.bluetooth_bus,
+                 "D-Bus address where BlueZ is (default: the system bus)")
+      ->type_name("ADDRESS");
+  app.add_option("--bluetooth-agent-timeout", cli.bluetooth_agent_timeout_s,
+                 "Seconds a pairing prompt waits for the user before it is rejected")
+      ->check(CLI::Range(1.0, 600.0))
+      ->type_name("SECONDS");
 
   try {
     app.parse(argc, argv);

@@ -34,6 +34,9 @@ struct DaemonCli {
   bool verbose = false;
   std::string control_path;   // --control: "" = default path, "none" = no control API
   std::string control_group;  // --control-group: members may use the control API
+  bool bluetooth = false;     // --bluetooth: drive BlueZ (bt_* control methods)
+  std::string bluetooth_bus;  // --bluetooth-bus: D-Bus address instead of the system bus
+  double bluetooth_agent_timeout_s = 30;  // --bluetooth-agent-timeout
 };
 
 // Parses argv (and the --config file). Returns the configuration, or the

@@ -1,6 +1,8 @@
 // Request parsing and dispatch of the control API (see control_api.hpp).
 #include "control_api.hpp"
 
+#include "control_api_bt.hpp"
+
 #include <algorithm>
 #include <set>
 
@@ -311,9 +313,12 @@ std::variant<Request, ParseFailure> parse_request(std::string_view line) {
 
 // ---- dispatch ----
 const std::vector<std::string>& ControlApi::methods() {
-  static const std::vector<std::string> m{"info",     "list",       "set_volume",
-                                          "set_mute", "mic_attach", "mic_detach",
-                                          "devices",  "set_output", "subscribe"};
+  static const std::vector<std::string> m = [] {
+    std::vector<std::string> v{"info",       "list",    "set_volume", "set_mute", "mic_attach",
+                               "mic_detach", "devices", "set_output", "subscribe"};
+    v.insert(v.end(), bt_methods().begin(), bt_methods().end());
+    return v;
+  }();
   return m;
 }
 
@@ -491,10 +496,13 @@ Outcome<json> ControlApi::call(const Request& req, bool& subscribe) {
     subscribe = true;
     return json{{"subscribed", true}};
   }
+  if (auto bt = call_bt(target_, req)) {
+    return *bt;
+  }
   return err(ErrorCode::UnknownMethod,
              "unknown method " + quoted(m) +
                  " (info, list, set_volume, set_mute, mic_attach, mic_detach, devices, "
-                 "set_output, subscribe)");
+                 "set_output, subscribe, bt_*)");
 }
 
 }  // namespace qaudio::control

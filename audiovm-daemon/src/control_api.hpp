@@ -27,6 +27,10 @@
 
 #include <nlohmann/json.hpp>
 
+namespace qaudio::bt {
+class Manager;
+}
+
 namespace qaudio::control {
 
 using json = nlohmann::json;
@@ -126,6 +130,8 @@ class ControlTarget {
   virtual Outcome<std::vector<DeviceEntry>> devices() = 0;
   // qube empty: the default for every qube.
   virtual Status set_output(const std::string& device, const std::string& qube) = 0;
+  // Bluetooth (bt_* methods, control_api_bt.hpp); nullptr: not enabled.
+  virtual bt::Manager* bluetooth() { return nullptr; }
 };
 
 // ---- events streamed to subscribers ----

@@ -52,6 +52,9 @@ class ControlDaemonAdapter : public ControlTarget {
                           bool confirmed) override;
   Outcome<std::vector<DeviceEntry>> devices() override;
   Status set_output(const std::string& device, const std::string& qube) override;
+  // Bluetooth (bt_* methods); the manager's events go through bt_event().
+  bt::Manager* bluetooth() override { return bluetooth_; }
+  void set_bluetooth(bt::Manager* m) { bluetooth_ = m; }
 
   // Compares the daemon's state with the last snapshot and publishes events.
   void poll();
@@ -84,6 +87,7 @@ class ControlDaemonAdapter : public ControlTarget {
   unsigned device_poll_every_ = 20;
   EventLoop* loop_ = nullptr;
   EventLoop::Id timer_ = 0;
+  bt::Manager* bluetooth_ = nullptr;
 };
 
 }  // namespace qaudio::control

@@ -17,7 +17,13 @@
 #include "control_daemon_adapter.hpp"
 #include "control_server.hpp"
 #include "daemon.hpp"
+#include "qaudio/config.h"
 #include "qaudio/log.hpp"
+#if QAUDIO_HAVE_BLUEZ
+#include "control_api_bt.hpp"
+#include "qaudio/bluetooth/bt_manager.hpp"
+#include "qaudio/bluetooth/sdbus_bluez.hpp"
+#endif
 
 int main(int argc, char** argv) {
   using namespace qaudio;
@@ -80,6 +86,45 @@ int main(int argc, char** argv) {
     target.set_has_subscribers([&] { return server->subscriber_count() > 0; });
     target.start_polling(daemon.loop(), std::chrono::milliseconds(100));
   }
+  // Bluetooth headsets (docs/bluetooth.md), with --bluetooth.
+#if QAUDIO_HAVE_BLUEZ
+  std::unique_ptr<bt::SdbusBluez> bt_bus;
+  std::unique_ptr<bt::Manager> bt_manager;
+  if (cli.bluetooth) {
+    auto bus = bt::SdbusBluez::connect(daemon.loop(), cli.bluetooth_bus);
+    if (!bus) {
+      std::fprintf(stderr, "qubes-audiovm-daemon: %s\n", bus.error().message.c_str());
+      return 1;
+    }
+    bt_bus = std::move(*bus);
+    bt::ManagerOptions bo;
+    bo.agent_timeout =
+        std::chrono::milliseconds(std::llround(cli.bluetooth_agent_timeout_s * 1000.0));
+    bt_manager =
+        std::make_unique<bt::Manager>(*bt_bus, daemon.loop(), bo, [&](const bt::BtEvent& e) {
+          // The headset hook: its sink appears in the sound server; choosing it
+          // as the output (set_output) is up to the control API's clients.
+          if (e.type == bt::BtEvent::Type::HeadsetConnected ||
+              e.type == bt::BtEvent::Type::HeadsetDisconnected) {
+            log_info("bluetooth: headset %s (%s) %s", e.device.name.c_str(),
+                     e.device.address.c_str(),
+                     e.type == bt::BtEvent::Type::HeadsetConnected ? "connected" : "disconnected");
+          }
+          if (server) {
+            server->publish(control::bt_event(e));
+          }
+        });
+    target.set_bluetooth(bt_manager.get());
+    bt_manager->start();
+  }
+#else
+  if (cli.bluetooth) {
+    std::fprintf(stderr,
+                 "qubes-audiovm-daemon: --bluetooth: this build has no Bluetooth support "
+                 "(rebuild with libsdbus-c++-dev)\n");
+    return 2;
+  }
+#endif
   std::optional<std::chrono::milliseconds> duration;
   if (cli.duration_s) {
     duration = std::chrono::milliseconds(std::llround(*cli.duration_s * 1000.0));
@@ -87,6 +132,11 @@ int main(int argc, char** argv) {
   daemon.run(duration);
 
   auto sessions = daemon.list();
+#if QAUDIO_HAVE_BLUEZ
+  target.set_bluetooth(nullptr);
+  bt_manager.reset();
+  bt_bus.reset();
+#endif
   daemon.stop();
   if (cli.print_counters || cli.duration_s) {
     for (const auto& s : sessions) {

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <memory>
 
+#include "cli_bt.hpp"
 #include "cli_output.hpp"
 #include "control_client.hpp"
 #include "qaudio/policy/loader.hpp"
@@ -227,6 +228,9 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   output->add_option("device", device, "device name (see devices)")->required();
   output->add_option("qube", qube, "qube name");
   auto* monitor = app.add_subcommand("monitor", "print events as they happen");
+  auto* bt = app.add_subcommand("bt", "Bluetooth headsets: adapters, scan, pair, connect, ...");
+  BtArgs bt_args;
+  add_bt_commands(*bt, bt_args);
   auto* policy = app.add_subcommand("policy", "qrexec policy for audio");
   policy->require_subcommand(1);
   auto* policy_check_cmd =
@@ -362,6 +366,12 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
       }
       ctx.out.flush();
     }
+  }
+  if (*bt) {
+    if (!ctx.connect()) {
+      return kFailed;
+    }
+    return run_bt(bt_args, *ctx.client, ctx.json_out, ctx.out, ctx.err);
   }
   if (*policy_check_cmd) {
     return policy_check(ctx, qube, service, policy_dir, policy_target, qubes_file);

@@ -1,6 +1,7 @@
 // ControlTarget for the real daemon (see control_daemon_adapter.hpp).
 #include "control_daemon_adapter.hpp"
 
+#include "config.hpp"
 #include "mic_gate_api.hpp"
 #include "qaudio/config.h"
 
@@ -180,6 +181,43 @@ Status ControlDaemonAdapter::set_output(const std::string& device, const std::st
                       "choosing the output device is not supported by this daemon yet "
                       "(backend '" +
                           d_.backend().name() + "' plays to its default device)"};
+}
+
+Status ControlDaemonAdapter::attach_qube(const std::string& qube,
+                                         uint32_t domid,
+                                         std::optional<uint32_t> volume,
+                                         std::optional<bool> muted) {
+  if (!daemon::is_valid_qube_name(qube)) {
+    return ControlError{ErrorCode::InvalidParams,
+                        "attach_qube: '" + qube +
+                            "' is not a valid qube name (a letter, then up to 30 of "
+                            "A-Z a-z 0-9 _ . -)"};
+  }
+  bool had_state = d_.state().all().count(qube) != 0;
+  bool existed = d_.info(qube).has_value();
+  daemon::QubeConfig c;
+  c.name = qube;
+  c.domid = domid;
+  c.initial_volume = volume;
+  if (auto r = d_.add_qube(c); !r) {
+    return ControlError{ErrorCode::Refused, r.error().message};
+  }
+  if (!existed && !had_state && muted.value_or(false)) {
+    if (auto r = d_.set_mute(qube, true); !r) {
+      return ControlError{ErrorCode::Internal, r.error().message};
+    }
+  }
+  return std::nullopt;
+}
+
+Status ControlDaemonAdapter::detach_qube(const std::string& qube) {
+  if (!d_.info(qube)) {
+    return no_qube(qube);
+  }
+  if (auto r = d_.remove_qube(qube); !r) {
+    return ControlError{ErrorCode::Internal, r.error().message};
+  }
+  return std::nullopt;
 }
 
 void ControlDaemonAdapter::remember(const daemon::SessionInfo& s) {

@@ -52,6 +52,11 @@ class ControlDaemonAdapter : public ControlTarget {
                           bool confirmed) override;
   Outcome<std::vector<DeviceEntry>> devices() override;
   Status set_output(const std::string& device, const std::string& qube) override;
+  Status attach_qube(const std::string& qube,
+                     uint32_t domid,
+                     std::optional<uint32_t> volume,
+                     std::optional<bool> muted) override;
+  Status detach_qube(const std::string& qube) override;
 
   // Compares the daemon's state with the last snapshot and publishes events.
   void poll();

@@ -311,9 +311,9 @@ std::variant<Request, ParseFailure> parse_request(std::string_view line) {
 
 // ---- dispatch ----
 const std::vector<std::string>& ControlApi::methods() {
-  static const std::vector<std::string> m{
-      "info",    "list",       "set_volume",  "set_mute",    "mic_attach", "mic_detach",
-      "devices", "set_output", "attach_qube", "detach_qube", "subscribe"};
+  static const std::vector<std::string> m{"info",        "list",        "set_volume", "set_mute",
+                                          "mic_attach",  "mic_detach",  "devices",    "set_output",
+                                          "attach_qube", "detach_qube", "subscribe"};
   return m;
 }
 
@@ -516,8 +516,8 @@ Outcome<json> ControlApi::call(const Request& req, bool& subscribe) {
       }
       muted = b.value();
     }
-    if (auto e = target_.attach_qube(q.value(), static_cast<uint32_t>(domid.value()), volume,
-                                     muted)) {
+    if (auto e =
+            target_.attach_qube(q.value(), static_cast<uint32_t>(domid.value()), volume, muted)) {
       return *e;
     }
     return json{{"qube", q.value()}, {"domid", domid.value()}, {"attached", true}};

@@ -127,16 +127,16 @@ class Launcher {
           if (r && s && !s->contains("error")) {
             ctl_ = std::move(*c);
             events_ = std::move(*ev);
-            log_info("%s (domid %u) attached to the audio daemon at %s", vm().c_str(),
-                     cli_.domid, env_.control.c_str());
+            log_info("%s (domid %u) attached to the audio daemon at %s", vm().c_str(), cli_.domid,
+                     env_.control.c_str());
             return 0;
           }
         }
       }
       if (!tried_start && !env_.daemon_start.empty()) {
         tried_start = true;
-        log_info("the audio daemon does not answer at %s: starting it (%s)",
-                 env_.control.c_str(), env_.daemon_start.c_str());
+        log_info("the audio daemon does not answer at %s: starting it (%s)", env_.control.c_str(),
+                 env_.daemon_start.c_str());
         int rc = std::system(env_.daemon_start.c_str());
         if (rc != 0) {
           log_warn("'%s' exited with status %d", env_.daemon_start.c_str(), rc);

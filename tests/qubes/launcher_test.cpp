@@ -284,10 +284,12 @@ TEST_F(LauncherProcess, attaches_the_qube_writes_the_pidfile_and_sigterm_detache
   EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << launcher_log();
   EXPECT_FALSE(exists(pidfile(5)));
   EXPECT_TRUE(qube("work").is_null());
-  EXPECT_TRUE(test::wait_until([&] {
-    q.poll();
-    return q.closed();
-  }, 10s));  // the daemon let go of the qube's channels
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        q.poll();
+        return q.closed();
+      },
+      10s));  // the daemon let go of the qube's channels
   EXPECT_TRUE(daemon_->running());
 }
 
@@ -295,16 +297,25 @@ TEST_F(LauncherProcess, exits_when_detached_and_refuses_a_domid_served_under_ano
   start_daemon();
   auto l = launch({"-V", "mute", "6", "personal"});
   ASSERT_TRUE(l.has_value());
-  ASSERT_TRUE(test::wait_until([&] { return !qube("personal").is_null(); }, 10s))
-      << launcher_log();
+  ASSERT_TRUE(test::wait_until([&] { return !qube("personal").is_null(); }, 10s)) << launcher_log();
   EXPECT_TRUE(qube("personal").value("muted", false));
 
-  auto other = launch({"6", "impostor"}, "other");  // same domid, another name
+  // The same name for another domid (its own pidfile is free): the daemon
+  // refuses, the attached qube keeps its domid, the pidfile is cleaned up.
+  auto other = launch({"7", "personal"}, "other");
   ASSERT_TRUE(other.has_value());
   auto so = other->wait_exit(10s);
   ASSERT_TRUE(so.has_value());
   EXPECT_TRUE(WIFEXITED(*so) && WEXITSTATUS(*so) == 1);
   EXPECT_NE(launcher_log("other").find("refused"), std::string::npos) << launcher_log("other");
+  EXPECT_EQ(qube("personal").value("domid", 0u), 6u);
+  EXPECT_FALSE(exists(pidfile(7)));
+  // Another name for the attached domid: refused too.
+  auto impostor = launch({"-V", "100", "6", "impostor"}, "impostor");
+  ASSERT_TRUE(impostor.has_value());
+  auto si = impostor->wait_exit(10s);
+  ASSERT_TRUE(si.has_value());
+  EXPECT_TRUE(WIFEXITED(*si) && WEXITSTATUS(*si) == 1);  // the pidfile pacat.6 is taken
   EXPECT_TRUE(qube("impostor").is_null());
 
   // Someone detaches the qube through the control API: the launcher leaves.
@@ -378,8 +389,7 @@ TEST_F(LauncherProcess, qubesdb_authorise_lets_the_mic_flow_revoke_silences_it_r
       10s));
   EXPECT_EQ(qdb("/audio-input-request/work"), "0");
   // The last half second: the tone at 0.5.
-  std::span<const std::byte> tail(q.ctl_in.data() + q.ctl_in.size() - 44100 * 2,
-                                  44100 * 2);
+  std::span<const std::byte> tail(q.ctl_in.data() + q.ctl_in.size() - 44100 * 2, 44100 * 2);
   auto f = test::s16_to_float(tail);
   EXPECT_NEAR(test::frequency(f, 2, 0, 44100), 1000.0, 5.0);
   EXPECT_NEAR(test::tone_amplitude(f, 2, 0, 44100, 1000.0), 0.5, 0.05);

@@ -119,7 +119,7 @@ TEST(StockDaemonPeer, a_restarted_stock_daemon_gets_a_new_fallback_and_the_mic_s
     ASSERT_TRUE(h.wait_phase(SessionPhase::Stock));
     ASSERT_TRUE(expect_word(d, StockWord::MicStart));
     send_mic(d, 440.0, 4410);
-    ASSERT_GE(collect_mic(h, 4800u * 8).size(), 4800u * 8);
+    ASSERT_GE(collect_mic(h, 4000u * 8).size(), 4000u * 8);  // minus the resampler's delay
     d.close();
   }
   ASSERT_TRUE(qaudio::test::wait_until([&] { return h.session().stats().disconnects.load() == 1; },

@@ -109,7 +109,9 @@ class Launcher {
       auto c = ControlClient::connect_unix(env_.control);
       if (c) {
         auto ev = ControlClient::connect_unix(env_.control);
-        if (ev) {
+        // Subscribe first, so no event about the qube is missed.
+        auto s = ev ? (*ev)->call("subscribe") : Result<json>(fail(ev.error()));
+        if (ev && s && !s->contains("error")) {
           json params{{"qube", vm()}, {"domid", cli_.domid}};
           if (cli_.volume) {
             params["volume"] = *cli_.volume;
@@ -123,8 +125,7 @@ class Launcher {
                       cli_.domid, (*r)["error"].value("message", std::string("?")).c_str());
             return 1;
           }
-          auto s = r ? (*ev)->call("subscribe") : r;
-          if (r && s && !s->contains("error")) {
+          if (r) {
             ctl_ = std::move(*c);
             events_ = std::move(*ev);
             log_info("%s (domid %u) attached to the audio daemon at %s", vm().c_str(), cli_.domid,
@@ -210,6 +211,31 @@ class Launcher {
     }
   }
 
+  // The periodic check also syncs the keys from the daemon's state, so an
+  // event lost in a reconnect is repaired within a second.
+  void sync_mic_keys(const json& reply) {
+    const json* q = nullptr;
+    if (auto res = reply.find("result"); res != reply.end() && res->contains("qubes")) {
+      for (const auto& e : (*res)["qubes"]) {
+        if (e.value("name", std::string()) == vm()) {
+          q = &e;
+        }
+      }
+    }
+    if (q == nullptr || !q->contains("mic") || !(*q)["mic"].is_object()) {
+      return;
+    }
+    const json& mic = (*q)["mic"];
+    bool attached = mic.value("attached", false);
+    bool requested = mic.value("requested", false);
+    if (attached != last_attached_ || requested != last_requested_) {
+      db_write(mic_state_key(vm()), attached ? "1" : "0");
+      db_write(mic_request_key(vm()), requested && !attached ? "1" : "0");
+      last_attached_ = attached;
+      last_requested_ = requested;
+    }
+  }
+
   // Detach on the way out (best effort: the daemon may be gone).
   void detach() {
     if (ctl_) {
@@ -274,6 +300,8 @@ class Launcher {
           log_info("%s was detached from the audio daemon: exiting", vm().c_str());
           db_write(mic_state_key(vm()), "0");
           return 0;
+        } else {
+          sync_mic_keys(*r);
         }
       }
       if (lost) {
@@ -282,6 +310,7 @@ class Launcher {
         ctl_.reset();
         events_.reset();
         db_write(mic_state_key(vm()), "0");
+        last_attached_ = last_requested_ = false;
         rc = connect_and_attach(std::chrono::milliseconds(-1));
         if (rc != 0) {
           return rc < 0 ? 0 : rc;
@@ -298,6 +327,8 @@ class Launcher {
   std::unique_ptr<QubesDb> db_;
   std::unique_ptr<ControlClient> ctl_;
   std::unique_ptr<ControlClient> events_;
+  bool last_attached_ = false;
+  bool last_requested_ = false;
 };
 
 }  // namespace

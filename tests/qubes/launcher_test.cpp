@@ -249,7 +249,7 @@ TEST_F(LauncherProcess, attaches_the_qube_writes_the_pidfile_and_sigterm_detache
       [&] {
         q.poll();
         w = qube("work");
-        return !w.is_null() && w.value("state", "") == "running";
+        return !w.is_null() && w.value("state", "") == "running" && q.open();
       },
       20s))
       << launcher_log() << daemon_log();
@@ -356,7 +356,7 @@ TEST_F(LauncherProcess, qubesdb_authorise_lets_the_mic_flow_revoke_silences_it_r
       [&] {
         q.poll();
         auto w = qube("work");
-        return !w.is_null() && w.value("state", "") == "running";
+        return !w.is_null() && w.value("state", "") == "running" && q.open();
       },
       20s))
       << launcher_log();
@@ -365,7 +365,7 @@ TEST_F(LauncherProcess, qubesdb_authorise_lets_the_mic_flow_revoke_silences_it_r
 
   // The stock qube starts recording: not authorised, so a silent stream and
   // a request for dom0 in QubesDB.
-  q.write_word(proto::StockWord::MicStart);
+  ASSERT_EQ(q.write_word(proto::StockWord::MicStart), 4u);
   ASSERT_TRUE(test::wait_until(
       [&] {
         q.poll();

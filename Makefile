@@ -12,7 +12,7 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config ccache clang libcla
   nlohmann-json3-dev libcli11-dev \
   libpipewire-0.3-dev libspa-0.2-dev libpulse-dev libasound2-dev libxen-dev \
   libopus-dev libsoxr-dev libspeexdsp-dev libsodium-dev \
-  libsdbus-c++-dev libsystemd-dev qt6-base-dev \
+  libsdbus-c++-dev libsystemd-dev qt6-base-dev debhelper \
   pulseaudio pulseaudio-utils pipewire pipewire-bin wireplumber pipewire-pulse \
   alsa-utils libasound2-plugins sox dbus dbus-daemon python3-dbusmock \
   xvfb trayer imagemagick

@@ -314,8 +314,9 @@ std::variant<Request, ParseFailure> parse_request(std::string_view line) {
 // ---- dispatch ----
 const std::vector<std::string>& ControlApi::methods() {
   static const std::vector<std::string> m = [] {
-    std::vector<std::string> v{"info",       "list",    "set_volume", "set_mute", "mic_attach",
-                               "mic_detach", "devices", "set_output", "subscribe"};
+    std::vector<std::string> v{"info",        "list",        "set_volume", "set_mute",
+                               "mic_attach",  "mic_detach",  "devices",    "set_output",
+                               "attach_qube", "detach_qube", "subscribe"};
     v.insert(v.end(), bt_methods().begin(), bt_methods().end());
     return v;
   }();
@@ -489,6 +490,59 @@ Outcome<json> ControlApi::call(const Request& req, bool& subscribe) {
     r["qube"] = qube.empty() ? json(nullptr) : json(qube);
     return r;
   }
+  if (m == "attach_qube") {
+    if (auto e = p.only({"qube", "domid", "volume", "muted"})) {
+      return *e;
+    }
+    auto q = p.name("qube");
+    if (!q) {
+      return q.error();
+    }
+    auto domid = p.integer("domid");
+    if (!domid) {
+      return domid.error();
+    }
+    if (domid.value() < 1 || domid.value() > 32767) {
+      return err(ErrorCode::InvalidParams, "attach_qube: 'domid' must be 1 to 32767");
+    }
+    std::optional<uint32_t> volume;
+    if (p.has("volume")) {
+      auto v = p.integer("volume");
+      if (!v) {
+        return v.error();
+      }
+      if (v.value() < 0 || v.value() > kMaxVolumePercent) {
+        return err(ErrorCode::InvalidParams, "attach_qube: 'volume' must be 0 to 150");
+      }
+      volume = static_cast<uint32_t>(v.value());
+    }
+    std::optional<bool> muted;
+    if (p.has("muted")) {
+      auto b = p.boolean("muted");
+      if (!b) {
+        return b.error();
+      }
+      muted = b.value();
+    }
+    if (auto e =
+            target_.attach_qube(q.value(), static_cast<uint32_t>(domid.value()), volume, muted)) {
+      return *e;
+    }
+    return json{{"qube", q.value()}, {"domid", domid.value()}, {"attached", true}};
+  }
+  if (m == "detach_qube") {
+    if (auto e = p.only({"qube"})) {
+      return *e;
+    }
+    auto q = p.name("qube");
+    if (!q) {
+      return q.error();
+    }
+    if (auto e = target_.detach_qube(q.value())) {
+      return *e;
+    }
+    return json{{"qube", q.value()}, {"attached", false}};
+  }
   if (m == "subscribe") {
     if (auto e = p.only({})) {
       return *e;
@@ -502,7 +556,7 @@ Outcome<json> ControlApi::call(const Request& req, bool& subscribe) {
   return err(ErrorCode::UnknownMethod,
              "unknown method " + quoted(m) +
                  " (info, list, set_volume, set_mute, mic_attach, mic_detach, devices, "
-                 "set_output, subscribe, bt_*)");
+                 "set_output, attach_qube, detach_qube, subscribe, bt_*)");
 }
 
 }  // namespace qaudio::control

@@ -132,6 +132,17 @@ class ControlTarget {
   virtual Status set_output(const std::string& device, const std::string& qube) = 0;
   // Bluetooth (bt_* methods, control_api_bt.hpp); nullptr: not enabled.
   virtual bt::Manager* bluetooth() { return nullptr; }
+  // Adds / removes a qube at run time (the pacat-simple-vchan launcher).
+  // `volume` (0-150) and `muted` apply unless the qube has saved state.
+  virtual Status attach_qube(const std::string& /*qube*/,
+                             uint32_t /*domid*/,
+                             std::optional<uint32_t> /*volume*/,
+                             std::optional<bool> /*muted*/) {
+    return ControlError{ErrorCode::Unsupported, "this daemon cannot attach qubes at run time"};
+  }
+  virtual Status detach_qube(const std::string& /*qube*/) {
+    return ControlError{ErrorCode::Unsupported, "this daemon cannot detach qubes at run time"};
+  }
 };
 
 // ---- events streamed to subscribers ----

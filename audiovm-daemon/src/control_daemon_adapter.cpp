@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "config.hpp"
 #include "mic_gate_api.hpp"
 #include "qaudio/config.h"
 
@@ -203,6 +204,43 @@ Status ControlDaemonAdapter::set_output(const std::string& device, const std::st
                         "output of " +
                             (qube.empty() ? std::string("all qubes") : "'" + qube + "'") + ": " +
                             r.error().message};
+  }
+  return std::nullopt;
+}
+
+Status ControlDaemonAdapter::attach_qube(const std::string& qube,
+                                         uint32_t domid,
+                                         std::optional<uint32_t> volume,
+                                         std::optional<bool> muted) {
+  if (!daemon::is_valid_qube_name(qube)) {
+    return ControlError{ErrorCode::InvalidParams,
+                        "attach_qube: '" + qube +
+                            "' is not a valid qube name (a letter, then up to 30 of "
+                            "A-Z a-z 0-9 _ . -)"};
+  }
+  bool had_state = d_.state().all().count(qube) != 0;
+  bool existed = d_.info(qube).has_value();
+  daemon::QubeConfig c;
+  c.name = qube;
+  c.domid = domid;
+  c.initial_volume = volume;
+  if (auto r = d_.add_qube(c); !r) {
+    return ControlError{ErrorCode::Refused, r.error().message};
+  }
+  if (!existed && !had_state && muted.value_or(false)) {
+    if (auto r = d_.set_mute(qube, true); !r) {
+      return ControlError{ErrorCode::Internal, r.error().message};
+    }
+  }
+  return std::nullopt;
+}
+
+Status ControlDaemonAdapter::detach_qube(const std::string& qube) {
+  if (!d_.info(qube)) {
+    return no_qube(qube);
+  }
+  if (auto r = d_.remove_qube(qube); !r) {
+    return ControlError{ErrorCode::Internal, r.error().message};
   }
   return std::nullopt;
 }

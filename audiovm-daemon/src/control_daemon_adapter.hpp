@@ -55,6 +55,11 @@ class ControlDaemonAdapter : public ControlTarget {
   // Bluetooth (bt_* methods); the manager's events go through bt_event().
   bt::Manager* bluetooth() override { return bluetooth_; }
   void set_bluetooth(bt::Manager* m) { bluetooth_ = m; }
+  Status attach_qube(const std::string& qube,
+                     uint32_t domid,
+                     std::optional<uint32_t> volume,
+                     std::optional<bool> muted) override;
+  Status detach_qube(const std::string& qube) override;
 
   // Compares the daemon's state with the last snapshot and publishes events.
   void poll();

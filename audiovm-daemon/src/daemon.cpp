@@ -52,25 +52,75 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const DaemonOptions& options) {
     if (d->sessions_.count(q.name) != 0) {
       return fail("qube " + q.name + " is configured twice");
     }
-    QubeState st = d->store_.get(q.name);
-    if (d->store_.all().count(q.name) == 0 && q.initial_volume) {
-      st.volume_percent = std::min(*q.initial_volume, kMaxVolumePercent);
-    }
-    SessionConfig sc = options.session;
-    sc.name = q.name;
-    sc.domid = q.domid;
-    sc.audio_domid = options.audio_domid;
-    sc.label = q.label;
-    sc.native_enabled = options.native_enabled;
-    auto session = std::make_unique<Session>(d->loop_, *d->transport_, *d->backend_, sc, st);
-    // No stream exists yet: the choice is used when the stream is created.
-    const std::string& dev =
-        st.output_device.empty() ? d->store_.default_output() : st.output_device;
-    (void)session->set_output_device(dev);
-    d->sessions_.emplace(q.name, std::move(session));
+    d->sessions_.emplace(q.name, d->make_session(q));
   }
   d->setup_mic_gate();
   return d;
+}
+
+std::unique_ptr<Session> Daemon::make_session(const QubeConfig& q) {
+  QubeState st = store_.get(q.name);
+  if (store_.all().count(q.name) == 0 && q.initial_volume) {
+    st.volume_percent = std::min(*q.initial_volume, kMaxVolumePercent);
+  }
+  SessionConfig sc = opt_.session;
+  sc.name = q.name;
+  sc.domid = q.domid;
+  sc.audio_domid = opt_.audio_domid;
+  sc.label = q.label;
+  sc.native_enabled = opt_.native_enabled;
+  auto session = std::make_unique<Session>(loop_, *transport_, *backend_, sc, st);
+  // No stream exists yet: the choice is used when the stream is created.
+  (void)session->set_output_device(st.output_device.empty() ? store_.default_output()
+                                                            : st.output_device);
+  return session;
+}
+
+Result<void> Daemon::add_qube(const QubeConfig& q) {
+  if (q.domid == 0 || q.domid > 32767) {
+    return fail("qube " + q.name + ": domid " + std::to_string(q.domid) +
+                " is out of range (1-32767)");
+  }
+  if (const Session* s = find(q.name)) {
+    SessionInfo i = s->info();
+    if (i.domid == q.domid) {
+      return {};
+    }
+    return fail("qube " + q.name + " is already attached with domid " + std::to_string(i.domid) +
+                "; detach it first");
+  }
+  for (const auto& [name, s] : sessions_) {
+    if (s->info().domid == q.domid) {
+      return fail("domid " + std::to_string(q.domid) + " is already attached as qube " + name);
+    }
+  }
+  auto session = make_session(q);
+  Session* s = session.get();
+  sessions_.emplace(q.name, std::move(session));
+  gate_->add_qube(q.name);
+  s->set_playback_allowed(gate_->playback_allowed(q.name));
+  s->set_mic_attached(gate_->gate_open(q.name));
+  s->set_mic_observer([this](const std::string& n, bool started) { on_mic_activity(n, started); });
+  if (started_) {
+    s->start();
+  }
+  log_info("%s (domid %u) attached", q.name.c_str(), q.domid);
+  return {};
+}
+
+Result<void> Daemon::remove_qube(std::string_view qube) {
+  auto it = sessions_.find(qube);
+  if (it == sessions_.end()) {
+    return fail("no qube named " + std::string(qube) + " is attached");
+  }
+  std::string name = it->first;
+  if (gate_->attached(name)) {
+    (void)mic_api_set_attached(*gate_, name, false, false, false);
+  }
+  it->second->stop();
+  sessions_.erase(it);
+  log_info("%s detached", name.c_str());
+  return {};
 }
 
 // ---------------------------------------------------------- mic gate ----

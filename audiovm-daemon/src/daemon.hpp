@@ -102,6 +102,15 @@ class Daemon : private MicGateListener {
                                 bool attached,
                                 bool persistent = false,
                                 bool confirmed = false);
+  // Adds a qube at run time (the pacat-simple-vchan launcher's attach): a
+  // session like a configured one, connecting at once if the daemon runs.
+  // The same name with the same domid again is a no-op (a launcher that
+  // re-attaches after a daemon restart); another domid, or a domid served
+  // under another name, is refused.
+  Result<void> add_qube(const QubeConfig& q);
+  // Removes a qube's session (the launcher's detach): its streams leave the
+  // backend, its microphone is detached. Unknown names are an error.
+  Result<void> remove_qube(std::string_view qube);
   // The gate itself (list, pending requests, event listeners: mic_gate_api.hpp).
   MicGate& mic_gate() { return *gate_; }
   const MicGate& mic_gate() const { return *gate_; }
@@ -113,6 +122,7 @@ class Daemon : private MicGateListener {
 
  private:
   explicit Daemon(const DaemonOptions& options);
+  std::unique_ptr<Session> make_session(const QubeConfig& q);
   Session* find(std::string_view qube);
   QubeState state_to_save(std::string_view qube) const;
   const Session* find(std::string_view qube) const;

@@ -129,6 +129,7 @@ Session::Session(EventLoop& loop,
       volume_percent_(std::min(state.volume_percent, kMaxVolumePercent)),
       muted_(state.muted),
       buf_(kIoChunk),
+      ctl_buf_(kIoChunk),
       mic_buf_(kIoChunk) {}
 
 Session::~Session() {
@@ -565,12 +566,14 @@ void Session::read_control() {
     if (avail == 0) {
       break;
     }
-    size_t got = ctl_ch_->read(std::span(buf_).first(std::min(avail, buf_.size())));
+    // Its own buffer: a word handled here may pump playback (uncork), which
+    // reads 4713 into buf_ while the rest of these words wait in ctl_buf_.
+    size_t got = ctl_ch_->read(std::span(ctl_buf_).first(std::min(avail, ctl_buf_.size())));
     if (got == 0) {
       break;
     }
     totals_.control_bytes_in += got;
-    process_control(std::span<const std::byte>(buf_).first(got));
+    process_control(std::span<const std::byte>(ctl_buf_).first(got));
   }
 }
 

@@ -264,7 +264,8 @@ class Session {
   SessionCounters totals_;
   uint64_t ignored_underruns_ = 0;  // the end of a drain is not an underrun
 
-  std::vector<std::byte> buf_;  // I/O scratch, allocated once
+  std::vector<std::byte> buf_;      // playback I/O scratch, allocated once
+  std::vector<std::byte> ctl_buf_;  // control reads (words/frames being processed)
   std::vector<std::byte> mic_buf_;
 };
 

@@ -42,6 +42,10 @@ class ControlClient {
   Result<json> read_message(std::chrono::milliseconds timeout);
 
   const std::string& peer() const { return peer_; }
+  // For a caller's own poll loop: the fd replies and events arrive on, and
+  // whether a whole line is already buffered (read it without polling).
+  int read_fd() const { return rfd_; }
+  bool line_buffered() const { return buf_.find('\n') != std::string::npos; }
 
  private:
   ControlClient(int rfd, int wfd, pid_t child, std::string peer);

@@ -19,7 +19,7 @@ namespace {
 
 using namespace test;
 
-struct Fixture : ::testing::Test {
+struct MixerWithDaemon : ::testing::Test {
   void SetUp() override {
     qt_app();
     ASSERT_TRUE(rig.start()) << rig.daemon_log();
@@ -39,7 +39,7 @@ struct Fixture : ::testing::Test {
   MixerController mixer{client};
 };
 
-TEST_F(Fixture, model_shows_both_qubes_with_labels_and_policy) {
+TEST_F(MixerWithDaemon, model_shows_both_qubes_with_labels_and_policy) {
   const auto& rows = mixer.model().rows();
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(mixer.model().find("work")->label, "blue");
@@ -49,7 +49,7 @@ TEST_F(Fixture, model_shows_both_qubes_with_labels_and_policy) {
   EXPECT_EQ(mixer.backend(), "null");
 }
 
-TEST_F(Fixture, volume_and_mute_reach_the_daemon_and_come_back_as_events) {
+TEST_F(MixerWithDaemon, volume_and_mute_reach_the_daemon_and_come_back_as_events) {
   mixer.setVolume("work", 37);
   ASSERT_TRUE(qt_wait([&] { return rig.qube("work")["volume"] == 37; }, 10s));
   ASSERT_TRUE(qt_wait([&] { return mixer.model().find("work")->volume == 37; }, 10s));
@@ -61,7 +61,7 @@ TEST_F(Fixture, volume_and_mute_reach_the_daemon_and_come_back_as_events) {
   ASSERT_TRUE(qt_wait([&] { return mixer.model().find("personal")->muted; }, 10s));
 }
 
-TEST_F(Fixture, rapid_volume_changes_coalesce_and_the_last_one_wins) {
+TEST_F(MixerWithDaemon, rapid_volume_changes_coalesce_and_the_last_one_wins) {
   for (int v = 0; v <= 150; ++v) {
     mixer.setVolume("work", v);
   }
@@ -70,7 +70,7 @@ TEST_F(Fixture, rapid_volume_changes_coalesce_and_the_last_one_wins) {
   EXPECT_EQ(rig.qube("work")["volume"], 64);
 }
 
-TEST_F(Fixture, mic_request_ask_policy_needs_a_confirmed_attach_and_deny_is_refused) {
+TEST_F(MixerWithDaemon, mic_request_ask_policy_needs_a_confirmed_attach_and_deny_is_refused) {
   // work's agent records (--mic): the request is pending (policy ask).
   ASSERT_TRUE(qt_wait([&] { return mixer.model().find("work")->micPending(); }, 20s));
   QSignalSpy errors(&mixer, &MixerController::error);
@@ -93,7 +93,7 @@ TEST_F(Fixture, mic_request_ask_policy_needs_a_confirmed_attach_and_deny_is_refu
   EXPECT_EQ(rig.qube("work")["mic"]["attached"], false);
 }
 
-TEST_F(Fixture, tray_menu_lists_qubes_and_its_mic_item_attaches) {
+TEST_F(MixerWithDaemon, tray_menu_lists_qubes_and_its_mic_item_attaches) {
   TrayController tray(mixer);
   QMenu* menu = tray.menu();
   QAction* work = menu->findChild<QAction*>("qube:work");
@@ -127,7 +127,7 @@ TEST_F(Fixture, tray_menu_lists_qubes_and_its_mic_item_attaches) {
   ASSERT_TRUE(qt_wait([&] { return rig.qube("work")["mic"]["attached"] == false; }, 10s));
 }
 
-TEST_F(Fixture, window_slider_mute_and_mic_button_drive_the_daemon) {
+TEST_F(MixerWithDaemon, window_slider_mute_and_mic_button_drive_the_daemon) {
   MixerWindow win(mixer);
   win.show();
   QubeStrip* s = win.strip("work");
@@ -148,7 +148,7 @@ TEST_F(Fixture, window_slider_mute_and_mic_button_drive_the_daemon) {
   EXPECT_TRUE(win.status()->text().startsWith("Connected"));
 }
 
-TEST_F(Fixture, a_daemon_that_goes_away_shows_disconnected_and_is_reconnected) {
+TEST_F(MixerWithDaemon, a_daemon_that_goes_away_shows_disconnected_and_is_reconnected) {
   MixerWindow win(mixer);
   TrayController tray(mixer);
   QSignalSpy conn(&mixer, &MixerController::connectionChanged);

@@ -69,12 +69,12 @@ TEST(QubeModel, events_update_rows_and_unknown_ones_change_nothing) {
   EXPECT_EQ(m.find("work")->last_error, "channel closed");
   EXPECT_TRUE(m.applyEvent("qube_connected", {{"qube", "work"}, {"protocol", "stock"}}));
   EXPECT_EQ(m.find("work")->protocol, "stock");
-  EXPECT_EQ(changed.count(), 8);
+  EXPECT_EQ(changed.count(), 7);
 
   EXPECT_FALSE(m.applyEvent("volume_changed", {{"qube", "nope"}, {"volume", 1}}));
   EXPECT_FALSE(m.applyEvent("bogus", {{"qube", "work"}}));
   EXPECT_FALSE(m.applyEvent("volume_changed", {}));
-  EXPECT_EQ(changed.count(), 8);
+  EXPECT_EQ(changed.count(), 7);
   EXPECT_EQ(m.rowCount(), 2);
 }
 

@@ -71,6 +71,9 @@ void TrayController::rebuild() {
   }
   signature_ = sig;
   if (mic_menu_ != nullptr) {
+    // Out of menu_'s children at once (findChild, and deleteLater waits for
+    // the event loop); deleted later because it may be open right now.
+    mic_menu_->setParent(nullptr);
     mic_menu_->deleteLater();
     mic_menu_ = nullptr;
   }

@@ -32,6 +32,7 @@ class TrayController : public QObject {
   void show();
   QSystemTrayIcon& icon() { return icon_; }
   QMenu* menu() { return menu_; }
+  QMenu* micMenu() { return mic_menu_; }
   TrayState state() const { return state_; }
   // The qube the last notification was about ("" if none).
   const QString& notifiedQube() const { return notified_; }

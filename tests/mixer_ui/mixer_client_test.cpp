@@ -61,6 +61,34 @@ TEST_F(MixerWithDaemon, volume_and_mute_reach_the_daemon_and_come_back_as_events
   ASSERT_TRUE(qt_wait([&] { return mixer.model().find("personal")->muted; }, 10s));
 }
 
+TEST_F(MixerWithDaemon, level_meter_follows_the_daemons_level_events) {
+  // work plays a 0.3 sine at 100 %: its peak after volume is ~0.3.
+  ASSERT_TRUE(qt_wait(
+      [&] {
+        double l = mixer.model().find("work")->level;
+        return l > 0.25 && l < 0.35;
+      },
+      20s))
+      << "level " << mixer.model().find("work")->level;
+  double listed = rig.qube("work")["level"].get<double>();
+  EXPECT_NEAR(listed, 0.3, 0.05);
+  mixer.setVolume("work", 50);
+  ASSERT_TRUE(qt_wait(
+      [&] {
+        double l = mixer.model().find("work")->level;
+        return l > 0.12 && l < 0.18;
+      },
+      20s))
+      << "level " << mixer.model().find("work")->level;
+  mixer.setMute("work", true);
+  ASSERT_TRUE(qt_wait([&] { return mixer.model().find("work")->level < 0.01; }, 20s))
+      << "level " << mixer.model().find("work")->level;
+  MixerWindow win(mixer);
+  EXPECT_TRUE(win.strip("work")->meter()->isEnabled());
+  EXPECT_LT(win.strip("work")->meter()->value(), 2);
+  EXPECT_GT(win.strip("personal")->meter()->value(), 20);
+}
+
 TEST_F(MixerWithDaemon, rapid_volume_changes_coalesce_and_the_last_one_wins) {
   for (int v = 0; v <= 150; ++v) {
     mixer.setVolume("work", v);

@@ -250,6 +250,12 @@ TEST(MixerE2E, tray_menu_lists_qubes_attaches_mic_and_window_volume_changes_the_
   RecordProperty("a440_after", std::to_string(a440_after));
 
   ASSERT_TRUE(qt_wait([&] { return s->mic()->text().contains("on"); }, 10s));
+  // The meters show the daemon's levels: work ~0.15 after the change, personal ~0.3.
+  ASSERT_TRUE(qt_wait([&] { return std::abs(s->meter()->value() - 15) <= 4; }, 10s))
+      << "work meter " << s->meter()->value();
+  ASSERT_TRUE(
+      qt_wait([&] { return std::abs(win.strip("personal")->meter()->value() - 30) <= 5; }, 10s))
+      << "personal meter " << win.strip("personal")->meter()->value();
   EXPECT_TRUE(win.grab().save(QString::fromStdString(shots + "/mixer-window.png")));
 }
 

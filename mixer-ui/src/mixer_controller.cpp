@@ -41,6 +41,7 @@ void MixerController::onDisconnected(const QString&) {
   wanted_volume_.clear();
   outputs_.clear();
   model_.clear();
+  announced_.clear();
   emit devicesChanged();
   emit connectionChanged(false);
 }
@@ -57,6 +58,7 @@ void MixerController::refresh() {
       return;
     }
     model_.setFromList(r.result.value("qubes").toArray());
+    checkPending();  // requests made before we connected are announced too
     if (!ready_) {
       ready_ = true;
       emit ready();
@@ -93,12 +95,20 @@ void MixerController::onEvent(const QString& type, const QJsonObject& data) {
       type == QLatin1String("qube_disconnected")) {
     refresh();  // new qube, or formats/latency changed with the session
   }
-  if (type == QLatin1String("mic_requested")) {
-    const QubeRow* q = model_.find(data.value("qube").toString());
-    if (q != nullptr && q->micPending()) {
-      emit micRequested(q->name);
+  checkPending();
+}
+
+void MixerController::checkPending() {
+  std::set<QString> now;
+  for (const auto& q : model_.rows()) {
+    if (q.micPending()) {
+      now.insert(q.name);
+      if (!announced_.count(q.name)) {
+        emit micRequested(q.name);
+      }
     }
   }
+  announced_ = std::move(now);
 }
 
 void MixerController::setVolume(const QString& qube, int percent) {
@@ -125,6 +135,11 @@ void MixerController::sendVolume(const QString& qube) {
                  }
                  sendVolume(qube);  // the latest value wanted meanwhile, if any
                });
+}
+
+bool MixerController::volumePending(const QString& qube) const {
+  auto it = volume_in_flight_.find(qube);
+  return wanted_volume_.count(qube) != 0 || (it != volume_in_flight_.end() && it->second);
 }
 
 void MixerController::setMute(const QString& qube, bool muted) {

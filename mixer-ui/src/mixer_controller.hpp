@@ -17,6 +17,7 @@
 #include <QTimer>
 
 #include <map>
+#include <set>
 
 #include "control_client.hpp"
 #include "qube_model.hpp"
@@ -42,6 +43,9 @@ class MixerController : public QObject {
   bool isReady() const { return ready_; }
   const std::vector<OutputDevice>& outputs() const { return outputs_; }
   const QString& backend() const { return backend_; }
+  // A set_volume for `qube` is in flight or waiting: the model's volume is
+  // about to change, a slider should keep what the user set.
+  bool volumePending(const QString& qube) const;
 
   // Refresh `list` every `ms` (0: only on connect and on events). The
   // window turns it on while it is visible.
@@ -61,7 +65,8 @@ class MixerController : public QObject {
  signals:
   void connectionChanged(bool connected);
   void ready();
-  // A qube asked for the microphone and it is not attached (policy not deny).
+  // A qube asked for the microphone and it is not attached (policy not
+  // deny); once per request, also for requests found by the first list.
   void micRequested(const QString& qube);
   void devicesChanged();
   // A call failed; `message` is the daemon's text, for the user.
@@ -74,6 +79,7 @@ class MixerController : public QObject {
   void refreshDevices();
   void sendVolume(const QString& qube);
   void report(const QString& what, const ControlResult& r);
+  void checkPending();
 
   ControlClient& client_;
   QubeModel model_;
@@ -84,6 +90,7 @@ class MixerController : public QObject {
   bool list_in_flight_ = false;
   std::map<QString, int> wanted_volume_;  // qube -> latest value not yet sent
   std::map<QString, bool> volume_in_flight_;
+  std::set<QString> announced_;  // pending mic requests already announced
 };
 
 }  // namespace qaudio::mixer

@@ -80,7 +80,7 @@ void QubeStrip::update(const QubeRow& q) {
   QPalette pal = bar_->palette();
   pal.setColor(QPalette::Window, labelColor(q.label));
   bar_->setPalette(pal);
-  if (!slider_->isSliderDown()) {
+  if (!slider_->isSliderDown() && !mixer_.volumePending(qube_)) {
     slider_->setValue(q.volume);
   }
   value_->setText(QStringLiteral("%1 %").arg(slider_->value()));
@@ -179,6 +179,7 @@ QubeStrip* MixerWindow::strip(const QString& qube) {
 
 void MixerWindow::rebuild() {
   for (auto& [name, s] : by_name_) {
+    s->hide();
     s->deleteLater();
   }
   by_name_.clear();

@@ -19,6 +19,11 @@ TrayController::TrayController(MixerController& mixer, QObject* parent)
     }
   });
   rebuild();
+  for (const auto& q : mixer_.model().rows()) {
+    if (q.micPending()) {
+      notifyMic(q.name);  // requests already waiting when the tray appears
+    }
+  }
 }
 
 TrayController::~TrayController() {

@@ -155,6 +155,15 @@ TEST_F(MixerWithDaemon, tray_menu_lists_qubes_and_its_mic_item_attaches) {
   ASSERT_TRUE(qt_wait([&] { return rig.qube("work")["mic"]["attached"] == false; }, 10s));
 }
 
+TEST_F(MixerWithDaemon, mic_request_notification_click_attaches) {
+  TrayController tray(mixer);
+  // work's request was pending before the mixer connected: announced anyway.
+  ASSERT_TRUE(qt_wait([&] { return tray.notifiedQube() == "work"; }, 20s));
+  emit tray.icon().messageClicked();  // the notification's Attach action
+  ASSERT_TRUE(qt_wait([&] { return rig.qube("work")["mic"]["attached"] == true; }, 10s));
+  EXPECT_TRUE(tray.notifiedQube().isEmpty());
+}
+
 TEST_F(MixerWithDaemon, window_slider_mute_and_mic_button_drive_the_daemon) {
   MixerWindow win(mixer);
   win.show();

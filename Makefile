@@ -1,6 +1,7 @@
 # qaudio — user-facing targets. See README.md.
 #   make demo   install deps, build, run the daemon on the WAV backend with two qubes
 #   make test   install deps, build from scratch into build/, run every CTest label
+#   make mixer-screenshots  rerun the mixer UI's Xvfb test, saving docs/images/mixer-*.png
 SHELL := /bin/bash
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -17,7 +18,7 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config ccache clang libcla
   alsa-utils libasound2-plugins sox dbus dbus-daemon python3-dbusmock \
   xvfb trayer imagemagick
 
-.PHONY: deps build test demo bench clean format
+.PHONY: deps build test demo bench clean format mixer-screenshots
 
 deps:
 	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PACKAGES) 2>/dev/null | \
@@ -44,6 +45,9 @@ test: deps
 
 demo: build
 	tools/demo.sh --build $(BUILD) --out demo-out.wav
+
+mixer-screenshots: build
+	cd $(BUILD) && QAUDIO_SCREENSHOT_DIR=$(CURDIR)/docs/images ctest --output-on-failure -R MixerE2E
 
 bench: build
 	$(BUILD)/bench/qaudio-bench --benchmark_min_time=0.2

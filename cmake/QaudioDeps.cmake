@@ -24,11 +24,11 @@ qaudio_optional_dep(BLUEZ "sdbus-c++")
 qaudio_optional_dep(SPEEXDSP "speexdsp")
 qaudio_optional_dep(SOXR "soxr")
 
-find_package(Qt6 QUIET COMPONENTS Widgets Test)
+find_package(Qt6 QUIET COMPONENTS Widgets Network Test)
 option(QAUDIO_WITH_QT "Build the Qt 6 mixer UI" ${Qt6_FOUND})
 set(QAUDIO_HAVE_QT 0)
 if(QAUDIO_WITH_QT)
-  find_package(Qt6 REQUIRED COMPONENTS Widgets Test)
+  find_package(Qt6 REQUIRED COMPONENTS Widgets Network Test)
   set(QAUDIO_HAVE_QT 1)
 endif()
 

@@ -4,6 +4,7 @@
 #include "control_api_bt.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 namespace qaudio::control {
@@ -204,6 +205,10 @@ ControlEvent event_device_removed(const std::string& device) {
   return {"device_removed", {{"device", device}}};
 }
 
+ControlEvent event_level(const std::string& qube, double peak) {
+  return {"level", {{"qube", qube}, {"peak", std::round(peak * 1000.0) / 1000.0}}};
+}
+
 std::string dump_json(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -231,6 +236,7 @@ json to_json(const QubeStatus& q) {
               {"playback_format", q.playback_format},
               {"capture_format", q.capture_format},
               {"latency_us", q.latency_us},
+              {"level", std::round(q.level * 1000.0) / 1000.0},
               {"volume", q.volume},
               {"muted", q.muted},
               {"corked", q.corked},

@@ -87,6 +87,7 @@ struct QubeStatus {
   std::string playback_format;  // e.g. "s16le 44100 Hz 2 ch"
   std::string capture_format;
   uint32_t latency_us = 0;
+  double level = 0;       // playback peak after volume, 0..1 (a decaying meter)
   uint32_t volume = 100;  // percent, 0..150
   bool muted = false;
   bool corked = false;
@@ -159,6 +160,7 @@ ControlEvent event_mic_attached(const std::string& qube, bool persistent);
 ControlEvent event_mic_detached(const std::string& qube);
 ControlEvent event_device_added(const std::string& device);
 ControlEvent event_device_removed(const std::string& device);
+ControlEvent event_level(const std::string& qube, double peak);
 // {"event": TYPE, "data": {...}}\n
 std::string event_line(const ControlEvent& ev);
 

@@ -2,6 +2,7 @@
 #include "control_daemon_adapter.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "config.hpp"
 #include "mic_gate_api.hpp"
@@ -71,6 +72,7 @@ QubeStatus ControlDaemonAdapter::status_of(const daemon::SessionInfo& s, bool mi
   q.playback_format = to_string(s.playback_format);
   q.capture_format = to_string(s.capture_format);
   q.latency_us = s.counters.latency_us;
+  q.level = s.counters.level;
   q.volume = s.volume_percent;
   q.muted = s.muted;
   q.output_device = s.output_device;
@@ -277,6 +279,14 @@ void ControlDaemonAdapter::poll() {
     }
     if (s.muted != v.muted) {
       publish(event_mute_changed(s.name, s.muted));
+    }
+    // Level meter: at most one event per qube per poll (100 ms), only while
+    // someone listens, only on a visible change (2 %) or the fall to silence.
+    float level = s.counters.level;
+    if ((!has_subscribers_ || has_subscribers_()) &&
+        (std::fabs(level - v.level) >= 0.02f || (level < 0.001f && v.level >= 0.001f))) {
+      v.level = level < 0.001f ? 0.0f : level;
+      publish(event_level(s.name, v.level));
     }
     remember(s);
   }

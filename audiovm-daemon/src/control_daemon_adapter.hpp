@@ -76,6 +76,7 @@ class ControlDaemonAdapter : public ControlTarget {
     bool running = false;
     uint32_t volume = 0;
     bool muted = false;
+    float level = 0;  // last level published
   };
   void remember(const daemon::SessionInfo& s);
   void publish(const ControlEvent& e);

@@ -150,6 +150,7 @@ PlaybackCounters PlaybackStream::counters() const {
   c.rate_adjust_ppm = rate_adjust_ppm_.load(std::memory_order_relaxed);
   c.running = running_pub_.load(std::memory_order_relaxed);
   c.corked = corked();
+  c.level = level_pub_.load(std::memory_order_relaxed);
   return c;
 }
 
@@ -280,6 +281,15 @@ size_t PlaybackStream::pull(std::span<float> out, size_t frames, const PeriodTim
   running_pub_.store(running_, std::memory_order_relaxed);
   std::memset(dst + produced * ch, 0, (frames - produced) * ch * sizeof(float));
   gain_.apply(dst, frames, ch);
+  // Level meter: the block's peak, or the held peak decaying (time constant
+  // 300 ms); one exp and one relaxed store per period.
+  float peak = 0;
+  for (size_t i = 0; i < frames * ch; ++i) {
+    peak = std::max(peak, std::fabs(dst[i]));
+  }
+  float decay = std::exp(-static_cast<float>(frames) / (0.3f * config_.device.rate));
+  level_hold_ = std::min(1.0f, std::max(peak, level_hold_ * decay));
+  level_pub_.store(level_hold_, std::memory_order_relaxed);
   return produced;
 }
 

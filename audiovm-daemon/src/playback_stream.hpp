@@ -67,6 +67,8 @@ struct PlaybackCounters {
   int32_t rate_adjust_ppm = 0;   // current adaptive-rate correction
   bool running = false;          // past prebuffering, producing audio
   bool corked = false;
+  float level = 0;  // peak of what this stream gives the mix (after volume), 0..1,
+                    // held and decaying with a ~300 ms time constant (a meter)
 };
 
 class PlaybackStream final : public PlaybackSource {
@@ -144,6 +146,8 @@ class PlaybackStream final : public PlaybackSource {
   std::atomic<uint32_t> filter_frames_{0};   // resampler delay (qube frames)
   std::atomic<int32_t> rate_adjust_ppm_{0};
   std::atomic<bool> running_pub_{false};
+  std::atomic<float> level_pub_{0.0f};
+  float level_hold_ = 0;  // RT side
 };
 
 }  // namespace qaudio::daemon

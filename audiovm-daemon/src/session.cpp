@@ -1061,6 +1061,7 @@ SessionInfo Session::info() const {
     c.overruns += p.overruns;
     c.frames_played += p.frames_consumed;
     c.latency_us = p.latency_us;
+    c.level = p.level;
     c.playback_fill_bytes = p.fill_bytes;
     c.playback_ring_bytes = static_cast<uint32_t>(playback_ring_bound());
     if (draining_) {

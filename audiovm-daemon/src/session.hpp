@@ -102,6 +102,7 @@ struct SessionCounters {
   uint32_t playback_fill_bytes = 0;
   uint32_t playback_ring_bytes = 0;  // bound of the fill
   uint32_t mic_queue_bytes = 0;      // mic bytes waiting for the qube
+  float level = 0;                   // playback peak after volume, 0..1, decaying (a meter)
 };
 
 struct SessionInfo {

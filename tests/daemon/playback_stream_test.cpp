@@ -88,6 +88,22 @@ TEST(PlaybackStream, VolumeChangeWhilePlayingReachesPlusThreePointFiveDb) {
   EXPECT_NEAR(diff, 3.52, 0.1);
 }
 
+TEST(PlaybackStream, LevelIsThePeakAfterVolumeAndDecaysInSilence) {
+  auto s = make({.format = {SampleFormat::F32LE, 48000, 2},
+                 .device = kDev,
+                 .ring = std::chrono::milliseconds(2000)});
+  EXPECT_EQ(s->counters().level, 0.0f);
+  s->write(to_bytes(sine(440.0, 48000, 48000, 2, 0.5)));  // 1 s
+  pull_frames(*s, 9600);
+  EXPECT_NEAR(s->counters().level, 0.5, 0.01);
+  s->set_volume_percent(50);
+  pull_frames(*s, 14400);  // 300 ms: the held 0.5 decayed below the new 0.25 peak
+  EXPECT_NEAR(s->counters().level, 0.25, 0.01);
+  pull_frames(*s, 24000 + 48000);  // the tone runs out, then 1 s of silence
+  EXPECT_LT(s->counters().level, 0.25f * std::exp(-2.5f));
+  EXPECT_GT(s->counters().level, 0.0f);  // decaying, not cut
+}
+
 TEST(PlaybackStream, MuteGivesExactZerosAfterTheRamp) {
   auto s = make({.format = kStockFormat, .device = kDev});
   s->write(sine_s16(440.0, 44100, 44100, 2, 0.8));

@@ -232,7 +232,11 @@ bool NetSession::pull(std::span<int16_t> out, int64_t now_us) {
   } else if (seq_diff(newest_seq_, next_seq_) > 0) {
     // Lost (or very late): rebuild from the next packet's FEC, else conceal.
     Slot& nx = slots_[(next_seq_ + 1) % kSlots];
-    if (nx.full && nx.seq == next_seq_ + 1 && nx.codec == Codec::Opus) {
+    // In-band FEC (LBRR) exists only in SILK and hybrid packets (TOC config < 16);
+    // a CELT packet carries none, so that loss is concealed instead.
+    bool has_fec = nx.full && nx.seq == next_seq_ + 1 && nx.codec == Codec::Opus && nx.len > 0 &&
+                   (static_cast<uint8_t>(nx.data[0]) >> 3) < 16;
+    if (has_fec) {
       dec_->decode(Codec::Opus, std::span(nx.data.data(), nx.len), out, rx_frame_samples(), true);
       ++c_.fec;
     } else {

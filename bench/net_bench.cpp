@@ -69,7 +69,7 @@ void NetCodec(benchmark::State& st) {
                  static_cast<double>(c1.tv_nsec - c0.tv_nsec) / 1e9;
   double audio_s = static_cast<double>(st.iterations()) * n / 48000.0;
   st.counters["core_pct"] = 100.0 * cpu_s / audio_s;
-  st.SetLabel(std::to_string(p.frame_quarter_ms * 2.5) + " ms, " +
+  st.SetLabel(std::to_string(p.frame_quarter_ms * 5 / 2) + " ms, " +
               std::to_string(p.bitrate / 1000) + " kbit/s, complexity " +
               std::to_string(p.complexity));
 }

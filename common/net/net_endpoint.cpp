@@ -135,7 +135,9 @@ int32_t NetSession::depth() const {
 int32_t NetSession::target_frames() const {
   // Cover three times the measured interarrival jitter, plus the frame in play.
   double fu = static_cast<double>(frame_us());
-  return std::clamp(static_cast<int32_t>(std::ceil(3.0 * jitter_us_ / fu)) + 1, 1,
+  // At least two frames: one playing, one in hand, so a packet arriving a
+  // hair after its pull time (timer phase, scheduling) is not an underrun.
+  return std::clamp(static_cast<int32_t>(std::ceil(3.0 * jitter_us_ / fu)) + 1, 2,
                     static_cast<int32_t>(kSlots / 2));
 }
 
@@ -162,6 +164,9 @@ void NetSession::on_audio(const AudioPayload& a, int64_t now_us) {
     rx_started_ = false;
     next_seq_ = newest_seq_ = first_seq_ = a.seq;
     codec_delay_us_ = a.codec == Codec::Opus ? 6500 : 0;  // Opus AUDIO lookahead: 312 samples
+    // Until measured, assume half a frame of jitter (a 3-frame start for
+    // 10 ms frames); the trimming below takes back what is not needed.
+    jitter_us_ = std::max(jitter_us_, static_cast<double>(frame_us()) / 2);
   }
   ++c_.rx_frames;
   if (seq_diff(a.seq, next_seq_) < 0) {

@@ -414,12 +414,15 @@ void NetEndpoint::handle_events(int64_t now_us) {
   }
 }
 
-void NetEndpoint::log_refusal(const char* what, const sockaddr_storage& from, int64_t now_us) {
+void NetEndpoint::log_refusal(const char* what,
+                              const sockaddr_storage& from,
+                              socklen_t from_len,
+                              int64_t now_us) {
   ++refusals_since_log_;
   if (now_us - last_refusal_log_us_ >= 5'000'000) {
     log_warn("net %s: refused %llu datagram(s); latest from %s: %s", describe().c_str(),
              static_cast<unsigned long long>(refusals_since_log_),
-             address_to_string(from, sizeof(sockaddr_storage)).c_str(), what);
+             address_to_string(from, from_len).c_str(), what);
     last_refusal_log_us_ = now_us;
     refusals_since_log_ = 0;
   }
@@ -446,13 +449,13 @@ void NetEndpoint::on_datagram(std::span<const std::byte> d,
   if (!s) {
     ++rejected_unknown_key_;
     log_refusal("its key is not configured here (wrong key, or a qube this daemon does not know)",
-                from, now_us);
+                from, from_len, now_us);
     return;
   }
   auto plen = open(s->key_, d, plain_buf_);
   if (!plen) {
     ++rejected_auth_;
-    log_refusal("authentication failed (wrong key or altered in transit)", from, now_us);
+    log_refusal("authentication failed (wrong key or altered in transit)", from, from_len, now_us);
     return;
   }
   std::span<const std::byte> plain(plain_buf_.data(), *plen);

@@ -202,7 +202,10 @@ class NetEndpoint {
                   const sockaddr_storage& to,
                   socklen_t len,
                   int64_t now_us);
-  void log_refusal(const char* what, const sockaddr_storage& from, int64_t now_us);
+  void log_refusal(const char* what,
+                   const sockaddr_storage& from,
+                   socklen_t from_len,
+                   int64_t now_us);
 
   bool server_ = false;
   int fd_ = -1;

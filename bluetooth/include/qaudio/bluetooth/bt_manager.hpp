@@ -103,7 +103,7 @@ class Manager : public BusListener {
   void resync();
 
   BluezBus& bus_;
-  EventLoop& loop_;
+  [[maybe_unused]] EventLoop& loop_;  // kept for timers the manager may need
   ManagerOptions opt_;
   EventFn on_event_;
   BtAgent agent_;

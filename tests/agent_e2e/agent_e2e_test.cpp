@@ -19,28 +19,15 @@ namespace {
 using namespace std::chrono_literals;
 using qaudio::test::Child;
 using qaudio::test::EnvVars;
+using qaudio::test::first_loud;
 using qaudio::test::PulseServer;
+using qaudio::test::read_text;
 using qaudio::test::TempDir;
 using qaudio::test::wait_until;
 
 constexpr int kQubeDomid = 5;
 constexpr int kAudioDomid = 1;
 constexpr uint32_t kRate = 48000;
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-// The first frame whose |sample| exceeds `threshold` (npos if none).
-size_t first_loud(const std::vector<float>& pcm, uint32_t channels, float threshold = 0.1f) {
-  for (size_t i = 0; i < pcm.size(); ++i) {
-    if (std::fabs(pcm[i]) > threshold) {
-      return i / channels;
-    }
-  }
-  return std::string::npos;
-}
 
 class AgentE2E : public ::testing::Test {
  protected:

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <thread>
 
+#include "e2e_util.hpp"
 #include "net_endpoint.hpp"
 #include "net_shim.hpp"
 #include "sound_servers.hpp"
@@ -27,17 +28,13 @@ namespace {
 using namespace std::chrono_literals;
 using qaudio::test::Child;
 using qaudio::test::PulseServer;
+using qaudio::test::read_text;
 using qaudio::test::TempDir;
 using qaudio::test::wait_until;
 
 constexpr int kQubeDomid = 5;
 constexpr int kAudioDomid = 1;
 constexpr uint32_t kRate = 48000;
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
 
 // The shim in real time: its own thread forwards datagrams at their release time.
 class ShimThread {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -27,6 +28,16 @@ inline std::vector<float> read_floats(const std::string& path) {
   std::vector<float> f(raw.size() / 4);
   std::memcpy(f.data(), raw.data(), f.size() * 4);
   return f;
+}
+
+// The first frame whose |sample| exceeds `threshold` (npos if none).
+inline size_t first_loud(const std::vector<float>& pcm, uint32_t channels, float threshold = 0.1f) {
+  for (size_t i = 0; i < pcm.size(); ++i) {
+    if (std::fabs(pcm[i]) > threshold) {
+      return i / channels;
+    }
+  }
+  return std::string::npos;
 }
 
 // Level of `freq` in interleaved float PCM: the median over 100 ms windows,

@@ -39,9 +39,9 @@ struct DeviceFormat {
 // Timing the backend passes to sources on each period, for latency reports
 // and the clock ticks sent to native agents.
 struct PeriodTiming {
-  uint64_t device_frames = 0;        // frames played by the device so far
-  int64_t device_time_ns = 0;        // CLOCK_MONOTONIC when this period starts playing
-  uint32_t device_latency_us = 0;    // time from now until these frames are heard
+  uint64_t device_frames = 0;      // frames played by the device so far
+  int64_t device_time_ns = 0;      // CLOCK_MONOTONIC when this period starts playing
+  uint32_t device_latency_us = 0;  // time from now until these frames are heard
 };
 
 // Implemented by the daemon's sessions. Called on the backend's real-time
@@ -87,9 +87,9 @@ struct BackendEvent {
 using BackendEventFn = std::function<void(const BackendEvent&)>;
 
 struct BackendOptions {
-  DeviceFormat format;                          // requested device format
-  std::chrono::milliseconds period{10};         // real-time period (mixing backends)
-  std::chrono::milliseconds buffer{20};         // server-side buffer target
+  DeviceFormat format;                                // requested device format
+  std::chrono::milliseconds period{10};               // real-time period (mixing backends)
+  std::chrono::milliseconds buffer{20};               // server-side buffer target
   std::chrono::milliseconds reconnect_interval{500};  // sound server retry
 };
 

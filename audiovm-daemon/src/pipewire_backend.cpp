@@ -34,8 +34,8 @@ struct PwStream {
   pw_stream* stream = nullptr;
   spa_hook listener{};
   std::atomic<bool> live{false};  // the process callback may touch source/sink
-  bool failed = false;       // went to the error state; recreated from the timer
-  bool use_default = false;  // the chosen device failed: fall back until set_device
+  bool failed = false;            // went to the error state; recreated from the timer
+  bool use_default = false;       // the chosen device failed: fall back until set_device
   uint32_t channels = 2;
   uint64_t frames = 0;  // data-loop only
 };
@@ -465,8 +465,8 @@ void PipeWireBackend::destroy_stream_locked(PwStream& s) {
   s.live.store(false, std::memory_order_release);
   pw_data_loop_invoke(
       pw_context_get_data_loop(context_),
-      [](spa_loop*, bool, uint32_t, const void*, size_t, void*) { return 0; }, 0, nullptr, 0,
-      true, nullptr);
+      [](spa_loop*, bool, uint32_t, const void*, size_t, void*) { return 0; }, 0, nullptr, 0, true,
+      nullptr);
   pw_stream_destroy(s.stream);
   s.stream = nullptr;
 }

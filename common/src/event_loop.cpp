@@ -157,7 +157,8 @@ bool EventLoop::run_once(std::chrono::milliseconds timeout) {
         continue;
       }
       Id id = ids[i - 1];
-      auto it = std::find_if(fds_.begin(), fds_.end(), [id](const FdWatch& w) { return w.id == id; });
+      auto it =
+          std::find_if(fds_.begin(), fds_.end(), [id](const FdWatch& w) { return w.id == id; });
       if (it == fds_.end() || it->removed) {
         continue;
       }

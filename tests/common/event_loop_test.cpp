@@ -34,12 +34,15 @@ TEST(EventLoop, OneShotTimerFiresOnceAndRepeatingTimerUntilRemoved) {
   int repeat = 0;
   loop.add_timer(std::chrono::milliseconds(1), [&] { ++once; });
   EventLoop::Id rid = 0;
-  rid = loop.add_timer(std::chrono::milliseconds(1), [&] {
-    if (++repeat == 3) {
-      loop.remove(rid);
-      loop.quit();
-    }
-  }, true);
+  rid = loop.add_timer(
+      std::chrono::milliseconds(1),
+      [&] {
+        if (++repeat == 3) {
+          loop.remove(rid);
+          loop.quit();
+        }
+      },
+      true);
   loop.run();
   EXPECT_EQ(once, 1);
   EXPECT_EQ(repeat, 3);
@@ -48,7 +51,12 @@ TEST(EventLoop, OneShotTimerFiresOnceAndRepeatingTimerUntilRemoved) {
 TEST(EventLoop, PostFromAnotherThreadRunsOnTheLoop) {
   EventLoop loop;
   std::thread::id ran_on;
-  std::thread t([&] { loop.post([&] { ran_on = std::this_thread::get_id(); loop.quit(); }); });
+  std::thread t([&] {
+    loop.post([&] {
+      ran_on = std::this_thread::get_id();
+      loop.quit();
+    });
+  });
   loop.run();
   t.join();
   EXPECT_EQ(ran_on, std::this_thread::get_id());
@@ -63,7 +71,11 @@ TEST(EventLoop, HandlerMayRemoveItselfAndAnotherWatch) {
   int b_calls = 0;
   EventLoop::Id a = 0;
   EventLoop::Id b = 0;
-  a = loop.add_fd(p[0], POLLIN, [&](short) { ++a_calls; loop.remove(a); loop.remove(b); });
+  a = loop.add_fd(p[0], POLLIN, [&](short) {
+    ++a_calls;
+    loop.remove(a);
+    loop.remove(b);
+  });
   b = loop.add_fd(p[0], POLLIN, [&](short) { ++b_calls; });
   loop.run_once(std::chrono::milliseconds(100));
   loop.run_once(std::chrono::milliseconds(0));

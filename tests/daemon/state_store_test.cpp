@@ -116,7 +116,7 @@ TEST_F(StateStoreTest, UnusableDirectoryIsAnErrorButTheStoreStillWorksInMemory) 
   StateStore s(dir_ + "/file/sub");
   EXPECT_FALSE(s.load());
   EXPECT_FALSE(s.set("work", {10, false, false, ""}));  // cannot persist
-  EXPECT_EQ(s.get("work").volume_percent, 10u);     // but remembered
+  EXPECT_EQ(s.get("work").volume_percent, 10u);         // but remembered
 }
 
 TEST(StateStoreJson, ParsesPartialObjectsWithDefaults) {

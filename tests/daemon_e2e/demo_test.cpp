@@ -1,8 +1,8 @@
 // `make demo` end to end: tools/demo.sh runs the daemon on the wav backend
 // with qubes work (440 Hz, 100 %) and personal (660 Hz, 50 %) played by
-// aplay through the ALSA plugin (the real agent core), or by fake agents; the test checks demo-out.wav: a valid WAV at the device rate,
-// both tones present (Goertzel), 440:660 at 2:1 (-6 dB +- 1 dB), and no gap
-// after the start-up (10 ms block RMS).
+// aplay through the ALSA plugin (the real agent core), or by fake agents; the test checks
+// demo-out.wav: a valid WAV at the device rate, both tones present (Goertzel), 440:660 at 2:1 (-6
+// dB +- 1 dB), and no gap after the start-up (10 ms block RMS).
 #include <gtest/gtest.h>
 
 #include "e2e_support.hpp"

@@ -95,7 +95,8 @@ class MicGateDaemonTest : public ::testing::Test {
   void TearDown() override {
     if (HasFailure()) {  // the agents' logs explain most failures
       for (const char* q : {"work", "personal"}) {
-        std::printf("---- agent %s ----\n%s\n", q, read_all(root_ + "/agent-" + q + ".log").c_str());
+        std::printf("---- agent %s ----\n%s\n", q,
+                    read_all(root_ + "/agent-" + q + ".log").c_str());
       }
     }
   }

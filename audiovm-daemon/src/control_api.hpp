@@ -30,6 +30,9 @@
 namespace qaudio::bt {
 class Manager;
 }
+namespace qaudio::daemon {
+class HeadsetOutput;
+}
 
 namespace qaudio::control {
 
@@ -133,6 +136,8 @@ class ControlTarget {
   virtual Status set_output(const std::string& device, const std::string& qube) = 0;
   // Bluetooth (bt_* methods, control_api_bt.hpp); nullptr: not enabled.
   virtual bt::Manager* bluetooth() { return nullptr; }
+  // The headset output policy (bt_output); nullptr: not enabled.
+  virtual daemon::HeadsetOutput* headset_output() { return nullptr; }
   // Adds / removes a qube at run time (the pacat-simple-vchan launcher).
   // `volume` (0-150) and `muted` apply unless the qube has saved state.
   virtual Status attach_qube(const std::string& /*qube*/,

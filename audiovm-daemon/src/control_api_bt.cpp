@@ -96,7 +96,7 @@ const std::vector<std::string>& bt_methods() {
   static const std::vector<std::string> m{
       "bt_adapters", "bt_set_adapter", "bt_scan",     "bt_devices", "bt_pair",
       "bt_confirm",  "bt_pin",         "bt_trust",    "bt_connect", "bt_disconnect",
-      "bt_remove",   "bt_requests",    "bt_reconnect"};
+      "bt_remove",   "bt_requests",    "bt_reconnect", "bt_output"};
   return m;
 }
 
@@ -173,6 +173,16 @@ ControlEvent bt_event(const bt::BtEvent& ev) {
   return out;
 }
 
+ControlEvent headset_output_event(const daemon::HeadsetOutputEvent& ev) {
+  ControlEvent out;
+  out.type = "bt_output";
+  out.data = json{{"action", daemon::to_string(ev.kind)},
+                  {"address", ev.address},
+                  {"device", ev.device},
+                  {"message", ev.message}};
+  return out;
+}
+
 std::optional<Outcome<json>> call_bt(ControlTarget& target, const Request& req) {
   const std::string& m = req.method;
   if (m.rfind("bt_", 0) != 0) {
@@ -206,8 +216,12 @@ std::optional<Outcome<json>> call_bt(ControlTarget& target, const Request& req) 
       return Outcome<json>(all.error());
     }
     json arr = json::array();
+    daemon::HeadsetOutput* ho = target.headset_output();
     for (const auto& d : bt->devices(!all.value())) {
       arr.push_back(to_json(d));
+      if (auto sink = ho != nullptr ? ho->sink_of(d.address) : std::nullopt) {
+        arr.back()["sink"] = *sink;
+      }
     }
     return Outcome<json>(json{{"devices", arr}});
   }
@@ -227,6 +241,33 @@ std::optional<Outcome<json>> call_bt(ControlTarget& target, const Request& req) 
     }
     bt->reconnect_trusted();
     return Outcome<json>(json{{"started", true}});
+  }
+  if (m == "bt_output") {
+    if (auto e = p.only({"auto_output"})) {
+      return Outcome<json>(*e);
+    }
+    daemon::HeadsetOutput* ho = target.headset_output();
+    if (ho == nullptr) {
+      return Outcome<json>(err(ErrorCode::Unsupported, "headset output switching is not running"));
+    }
+    if (p.has("auto_output")) {
+      auto on = p.boolean("auto_output", std::nullopt);
+      if (!on) {
+        return Outcome<json>(on.error());
+      }
+      if (auto r = ho->set_auto_output(on.value()); !r) {
+        return Outcome<json>(from_result(r.error()));
+      }
+    }
+    json heads = json::array();
+    for (const auto& d : bt->devices(true)) {
+      if (auto sink = ho->sink_of(d.address)) {
+        heads.push_back(json{{"address", d.address}, {"name", d.name}, {"sink", *sink}});
+      }
+    }
+    return Outcome<json>(json{{"auto_output", ho->settings().auto_output},
+                              {"fallback_output", ho->settings().fallback_output},
+                              {"headsets", heads}});
   }
   if (m == "bt_set_adapter") {
     if (auto e = p.only({"adapter", "powered", "discoverable"})) {

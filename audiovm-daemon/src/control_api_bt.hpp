@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "control_api.hpp"
+#include "headset_output.hpp"
 #include "qaudio/bluetooth/bt_types.hpp"
 
 namespace qaudio::control {
@@ -22,6 +23,9 @@ std::optional<Outcome<json>> call_bt(ControlTarget& target, const Request& req);
 const std::vector<std::string>& bt_methods();
 
 ControlEvent bt_event(const bt::BtEvent& ev);
+// {"event": "bt_output", "data": {"action": "selected"|"available"|
+// "sink_missing"|"fell_back", "address": ..., "device": ..., "message": ...}}
+ControlEvent headset_output_event(const daemon::HeadsetOutputEvent& ev);
 json to_json(const bt::Adapter& a);
 json to_json(const bt::Device& d);
 json to_json(const bt::AgentRequest& r);

@@ -55,6 +55,8 @@ class ControlDaemonAdapter : public ControlTarget {
   // Bluetooth (bt_* methods); the manager's events go through bt_event().
   bt::Manager* bluetooth() override { return bluetooth_; }
   void set_bluetooth(bt::Manager* m) { bluetooth_ = m; }
+  daemon::HeadsetOutput* headset_output() override { return headset_output_; }
+  void set_headset_output(daemon::HeadsetOutput* h) { headset_output_ = h; }
   Status attach_qube(const std::string& qube,
                      uint32_t domid,
                      std::optional<uint32_t> volume,
@@ -94,6 +96,7 @@ class ControlDaemonAdapter : public ControlTarget {
   EventLoop* loop_ = nullptr;
   EventLoop::Id timer_ = 0;
   bt::Manager* bluetooth_ = nullptr;
+  daemon::HeadsetOutput* headset_output_ = nullptr;
 };
 
 }  // namespace qaudio::control

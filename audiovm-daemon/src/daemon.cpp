@@ -481,6 +481,24 @@ Result<void> Daemon::set_output(const std::string& device, std::optional<std::st
   return result;
 }
 
+void Daemon::device_presence(const std::string& device, bool present) {
+  for (auto& [name, s] : sessions_) {
+    if (store_.get(name).output_device != device) {
+      continue;
+    }
+    const std::string& eff = present ? device : store_.default_output();
+    if (auto r = s->set_output_device(eff == device && !present ? std::string() : eff); !r) {
+      log_warn("%s: output %s %s: %s", name.c_str(), device.c_str(),
+               present ? "is back" : "went away", r.error().message.c_str());
+    } else {
+      log_info("%s: output %s %s; playing on %s", name.c_str(), device.c_str(),
+               present ? "is back" : "went away",
+               s->info().output_device.empty() ? "the default device"
+                                               : s->info().output_device.c_str());
+    }
+  }
+}
+
 Result<void> Daemon::set_mic_attached(std::string_view qube,
                                       bool attached,
                                       bool persistent,

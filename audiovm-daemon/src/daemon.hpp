@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "headset_output.hpp"
 #include "mic_gate.hpp"
 #include "qaudio/channel.hpp"
 #include "qaudio/event_loop.hpp"
@@ -94,6 +95,14 @@ class Daemon : private MicGateListener {
   // qube without its own choice; "" = the backend's default device. The
   // device must be one of the backend's outputs; persisted in the state dir.
   Result<void> set_output(const std::string& device, std::optional<std::string_view> qube);
+  // An output device came back or went away (a Bluetooth headset): qubes
+  // whose own choice it is play on it again, or on the default meanwhile.
+  // Their stored choice is kept either way.
+  void device_presence(const std::string& device, bool present);
+  // The Bluetooth headset output settings, persisted in the state dir.
+  Result<void> set_headset_output(const HeadsetOutputSettings& s) {
+    return store_.set_headset_output(s);
+  }
   // Attaches or detaches the qube's microphone through the MicGate (default:
   // detached). Refused with the policy's reason under deny, or when policy
   // says ask and `confirmed` is false. `persistent` is stored and restored
@@ -155,5 +164,22 @@ class Daemon : private MicGateListener {
 // Blocks SIGINT, SIGTERM, SIGUSR1 in the calling thread (call first thing in
 // main, before any thread starts) so that they arrive only on the signalfd.
 void block_daemon_signals();
+
+// The headset output policy's view of a Daemon (headset_output.hpp).
+class DaemonOutputSwitch : public OutputSwitch {
+ public:
+  explicit DaemonOutputSwitch(Daemon& d) : d_(d) {}
+  std::vector<DeviceInfo> devices() override { return d_.backend().devices(); }
+  std::string default_output() const override { return d_.state().default_output(); }
+  Result<void> set_default_output(const std::string& device) override {
+    return d_.set_output(device, std::nullopt);
+  }
+  void device_presence(const std::string& device, bool present) override {
+    d_.device_presence(device, present);
+  }
+
+ private:
+  Daemon& d_;
+};
 
 }  // namespace qaudio::daemon

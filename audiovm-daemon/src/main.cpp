@@ -90,6 +90,25 @@ int main(int argc, char** argv) {
 #if QAUDIO_HAVE_BLUEZ
   std::unique_ptr<bt::SdbusBluez> bt_bus;
   std::unique_ptr<bt::Manager> bt_manager;
+  // The headset output policy (headset_output.hpp): a connected headset's
+  // sink becomes the default output; on disconnect the default goes back.
+  DaemonOutputSwitch output_switch(daemon);
+  std::unique_ptr<HeadsetOutput> headsets;
+  EventLoop::Id headset_timer = 0;
+  auto watch_headset_sinks = [&] {
+    if (headset_timer == 0 && headsets && headsets->pending()) {
+      headset_timer = daemon.loop().add_timer(
+          std::chrono::milliseconds(200),
+          [&] {
+            headsets->poll();
+            if (!headsets->pending()) {
+              daemon.loop().remove(headset_timer);
+              headset_timer = 0;
+            }
+          },
+          /*repeat=*/true);
+    }
+  };
   if (cli.bluetooth) {
     auto bus = bt::SdbusBluez::connect(daemon.loop(), cli.bluetooth_bus);
     if (!bus) {
@@ -97,21 +116,28 @@ int main(int argc, char** argv) {
       return 1;
     }
     bt_bus = std::move(*bus);
+    headsets = std::make_unique<HeadsetOutput>(
+        output_switch, daemon.state().headset_output(),
+        [&](const HeadsetOutputEvent& e) {
+          if (server) {
+            server->publish(control::headset_output_event(e));
+          }
+        },
+        [&](const HeadsetOutputSettings& s) { return daemon.set_headset_output(s); });
+    target.set_headset_output(headsets.get());
     bt::ManagerOptions bo;
     bo.agent_timeout =
         std::chrono::milliseconds(std::llround(cli.bluetooth_agent_timeout_s * 1000.0));
     bt_manager =
         std::make_unique<bt::Manager>(*bt_bus, daemon.loop(), bo, [&](const bt::BtEvent& e) {
-          // The headset hook: its sink appears in the sound server; choosing it
-          // as the output (set_output) is up to the control API's clients.
-          if (e.type == bt::BtEvent::Type::HeadsetConnected ||
-              e.type == bt::BtEvent::Type::HeadsetDisconnected) {
-            log_info("bluetooth: headset %s (%s) %s", e.device.name.c_str(),
-                     e.device.address.c_str(),
-                     e.type == bt::BtEvent::Type::HeadsetConnected ? "connected" : "disconnected");
-          }
           if (server) {
             server->publish(control::bt_event(e));
+          }
+          if (e.type == bt::BtEvent::Type::HeadsetConnected) {
+            headsets->connected(e.address);
+            watch_headset_sinks();
+          } else if (e.type == bt::BtEvent::Type::HeadsetDisconnected) {
+            headsets->disconnected(e.address);
           }
         });
     target.set_bluetooth(bt_manager.get());
@@ -134,6 +160,7 @@ int main(int argc, char** argv) {
   auto sessions = daemon.list();
 #if QAUDIO_HAVE_BLUEZ
   target.set_bluetooth(nullptr);
+  target.set_headset_output(nullptr);
   bt_manager.reset();
   bt_bus.reset();
 #endif

@@ -19,18 +19,19 @@ constexpr std::string_view kPrefix = "qube-";
 constexpr std::string_view kSuffix = ".json";
 constexpr size_t kMaxFileBytes = 4096;
 constexpr std::string_view kDefaultOutputFile = "default-output.json";
+constexpr std::string_view kHeadsetOutputFile = "bluetooth-output.json";
 
-Result<std::string> device_field(const nlohmann::json& j) {
-  auto it = j.find("output_device");
+Result<std::string> device_field(const nlohmann::json& j, const char* key = "output_device") {
+  auto it = j.find(key);
   if (it == j.end()) {
     return std::string();
   }
   if (!it->is_string()) {
-    return fail("\"output_device\" is not a string");
+    return fail("\"" + std::string(key) + "\" is not a string");
   }
   std::string d = it->get<std::string>();
   if (!d.empty() && !valid_device_name(d)) {
-    return fail("\"output_device\" is not a valid device name");
+    return fail("\"" + std::string(key) + "\" is not a valid device name");
   }
   return d;
 }
@@ -135,6 +136,7 @@ Result<void> StateStore::load() {
   states_.clear();
   warnings_.clear();
   default_output_.clear();
+  headset_output_ = {};
   if (dir_.empty()) {
     return {};
   }
@@ -188,6 +190,27 @@ Result<void> StateStore::load() {
       default_output_ = *dev;
     }
   }
+  const std::string bt_path = dir_ + "/" + std::string(kHeadsetOutputFile);
+  if (::access(bt_path.c_str(), F_OK) == 0) {
+    auto text = read_small_file(bt_path);
+    auto j = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+    auto fallback = j.is_object() ? device_field(j, "fallback_output")
+                                  : Result<std::string>(fail("not a JSON object"));
+    auto it = j.is_object() ? j.find("auto_output") : j.end();
+    if (!text) {
+      warnings_.push_back(text.error().message + "; using the default Bluetooth output settings");
+    } else if (!fallback) {
+      warnings_.push_back(bt_path + ": " + fallback.error().message +
+                          "; using the default Bluetooth output settings");
+    } else if (it != j.end() && !it->is_boolean()) {
+      warnings_.push_back(bt_path +
+                          ": \"auto_output\" is not a boolean; using the default Bluetooth "
+                          "output settings");
+    } else {
+      headset_output_.fallback_output = *fallback;
+      headset_output_.auto_output = it == j.end() || it->get<bool>();
+    }
+  }
   for (const auto& w : warnings_) {
     log_warn("state: %s", w.c_str());
   }
@@ -226,6 +249,21 @@ Result<void> StateStore::set_default_output(const std::string& device) {
   nlohmann::json j;
   j["output_device"] = device;
   return write_atomic(dir_ + "/" + std::string(kDefaultOutputFile), j.dump() + "\n");
+}
+
+Result<void> StateStore::set_headset_output(const HeadsetOutputSettings& settings) {
+  if (!settings.fallback_output.empty() && !valid_device_name(settings.fallback_output)) {
+    return fail("cannot store '" + settings.fallback_output +
+                "' as the Bluetooth fallback output: not a valid device name");
+  }
+  headset_output_ = settings;
+  if (dir_.empty()) {
+    return {};
+  }
+  nlohmann::json j;
+  j["auto_output"] = settings.auto_output;
+  j["fallback_output"] = settings.fallback_output;
+  return write_atomic(dir_ + "/" + std::string(kHeadsetOutputFile), j.dump() + "\n");
 }
 
 Result<void> StateStore::save(const std::string& qube, const QubeState& s) const {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "gain.hpp"
+#include "headset_output.hpp"
 #include "qaudio/result.hpp"
 
 namespace qaudio::daemon {
@@ -54,6 +55,10 @@ class StateStore {
   // backend's default), kept in default-output.json.
   const std::string& default_output() const { return default_output_; }
   Result<void> set_default_output(const std::string& device);
+  // The Bluetooth headset output settings (headset_output.hpp), kept in
+  // bluetooth-output.json.
+  const HeadsetOutputSettings& headset_output() const { return headset_output_; }
+  Result<void> set_headset_output(const HeadsetOutputSettings& settings);
   const std::vector<std::string>& warnings() const { return warnings_; }
   const std::string& dir() const { return dir_; }
 
@@ -68,6 +73,7 @@ class StateStore {
   std::string dir_;
   std::map<std::string, QubeState, std::less<>> states_;
   std::string default_output_;
+  HeadsetOutputSettings headset_output_;
   std::vector<std::string> warnings_;
 };
 

@@ -227,6 +227,23 @@ std::string render_bt_devices(const json& result) {
       rows);
 }
 
+std::string render_bt_output(const json& result) {
+  std::string t = std::string("a connecting headset becomes the default output: ") +
+                  (result.value("auto_output", false) ? "yes" : "no") + "\n";
+  const std::string fb = result.value("fallback_output", "");
+  if (!fb.empty()) {
+    t += "when it disconnects, the default goes back to: " + fb + "\n";
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& h : result.value("headsets", json::array())) {
+    rows.push_back({s(h, "address"), s(h, "name"), s(h, "sink")});
+  }
+  if (!rows.empty()) {
+    t += format_table({"ADDRESS", "NAME", "SINK"}, rows);
+  }
+  return t;
+}
+
 std::string render_bt_request(const json& r) {
   std::string kind = r.value("kind", "");
   std::string addr = r.value("address", "");
@@ -267,6 +284,9 @@ void add_bt_commands(CLI::App& bt, BtArgs& a) {
   a.devices = bt.add_subcommand("devices", "known devices (audio and paired ones)");
   a.devices->add_flag("--all", a.all, "every device BlueZ knows");
   a.requests = bt.add_subcommand("requests", "pairing prompts waiting for an answer");
+  a.output = bt.add_subcommand("output", "connected headsets' sinks and the auto-output setting");
+  a.output->add_option("--auto", a.auto_output,
+                       "on|off: make a connecting headset the default output");
   auto with_address = [&](const char* name, const char* help) {
     auto* sc = bt.add_subcommand(name, help);
     sc->add_option("address", a.address, "device address AA:BB:CC:DD:EE:FF")->required();
@@ -311,6 +331,27 @@ int run_bt(const BtArgs& a, ControlClient& c, bool json_out, std::ostream& out, 
       for (const auto& q : res->value("requests", json::array())) {
         out << render_bt_request(q);
       }
+    }
+    return kOk;
+  }
+  if (*a.output) {
+    json params = json::object();
+    if (!a.auto_output.empty()) {
+      auto v = on_off(a.auto_output);
+      if (!v) {
+        err << "qvm-audio: bt output --auto: '" << a.auto_output << "' is not on or off\n";
+        return kUsage;
+      }
+      params["auto_output"] = *v;
+    }
+    auto res = r.call("bt output", "bt_output", params);
+    if (!res) {
+      return kFailed;
+    }
+    if (json_out) {
+      r.print_json(*res);
+    } else {
+      out << render_bt_output(*res);
     }
     return kOk;
   }

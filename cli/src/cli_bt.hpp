@@ -7,6 +7,7 @@
 //   qvm-audio bt scan --seconds 10
 //   qvm-audio bt pair AA:BB:CC:DD:EE:01        # waits; prints "confirm passkey ..."
 //   qvm-audio bt confirm AA:BB:CC:DD:EE:01 yes # from another terminal
+//   qvm-audio bt output --auto off             # headsets no longer become the default
 #pragma once
 
 #include <ostream>
@@ -36,6 +37,8 @@ struct BtArgs {
   CLI::App* disconnect = nullptr;
   CLI::App* remove = nullptr;
   CLI::App* requests = nullptr;
+  CLI::App* output = nullptr;
+  std::string auto_output;  // bt output --auto on|off
   std::string adapter;
   std::string address;
   std::string state;  // on|off, yes|no
@@ -52,6 +55,7 @@ int run_bt(const BtArgs& a, ControlClient& c, bool json_out, std::ostream& out, 
 
 std::string render_bt_adapters(const nlohmann::json& result);  // "bt_adapters"
 std::string render_bt_devices(const nlohmann::json& result);   // "bt_devices"
+std::string render_bt_output(const nlohmann::json& result);    // "bt_output"
 // One line for a pairing prompt event (bt_agent_request), with what to run.
 std::string render_bt_request(const nlohmann::json& request);
 

@@ -164,5 +164,27 @@ TEST_F(StateStoreTest, BadDeviceNamesAreRefusedAndACorruptDefaultIsIgnored) {
   EXPECT_EQ(s2.warnings().size(), 1u);
 }
 
+TEST_F(StateStoreTest, HeadsetOutputSettingsSurviveANewStoreAndBadOnesAreIgnored) {
+  {
+    StateStore s(dir_);
+    ASSERT_TRUE(s.load());
+    EXPECT_TRUE(s.headset_output().auto_output);  // default: on
+    ASSERT_TRUE(s.set_headset_output({false, "alsa_output.pci"}));
+    EXPECT_FALSE(s.set_headset_output({true, "bad name"}));
+    EXPECT_EQ(s.headset_output(), (HeadsetOutputSettings{false, "alsa_output.pci"}));
+  }
+  StateStore s2(dir_);
+  ASSERT_TRUE(s2.load());
+  EXPECT_EQ(s2.headset_output(), (HeadsetOutputSettings{false, "alsa_output.pci"}));
+  EXPECT_TRUE(s2.warnings().empty());
+  for (const char* bad : {"{\"auto_output\": \"yes\"}", "{\"fallback_output\": 3}", "[]", "{"}) {
+    write_file("bluetooth-output.json", bad);
+    StateStore s3(dir_);
+    ASSERT_TRUE(s3.load());
+    EXPECT_EQ(s3.headset_output(), HeadsetOutputSettings{}) << bad;
+    EXPECT_EQ(s3.warnings().size(), 1u) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace qaudio::daemon

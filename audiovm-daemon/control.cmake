@@ -10,7 +10,7 @@ add_library(qaudio_control STATIC
   ${CMAKE_CURRENT_LIST_DIR}/src/control_server.cpp
 )
 target_include_directories(qaudio_control PUBLIC ${CMAKE_CURRENT_LIST_DIR}/src)
-target_link_libraries(qaudio_control PUBLIC qaudio_core qaudio_bluetooth_core
+target_link_libraries(qaudio_control PUBLIC qaudio_core qaudio_headset_output qaudio_bluetooth_core
   nlohmann_json::nlohmann_json)
 
 if(TARGET qaudio_daemon)

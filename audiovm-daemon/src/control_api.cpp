@@ -246,6 +246,7 @@ json to_json(const QubeStatus& q) {
                 {"persistent", q.mic_persistent},
                 {"policy", q.mic_policy}}},
               {"output_device", q.output_device},
+              {"playing_on", q.playing_on},
               {"last_error", q.last_error},
               {"counters", counters}};
 }

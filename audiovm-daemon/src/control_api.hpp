@@ -98,7 +98,8 @@ struct QubeStatus {
   bool mic_attached = false;   // the user let it
   bool mic_persistent = false;
   std::string mic_policy;     // "allow" | "ask" | "deny"; empty: unknown
-  std::string output_device;  // empty: the default device
+  std::string output_device;  // the qube's own choice; empty: the default
+  std::string playing_on;     // the device it plays on now; empty: the backend's default
   std::string last_error;
   std::vector<CounterEntry> counters;
 };

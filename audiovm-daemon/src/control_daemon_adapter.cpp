@@ -62,7 +62,8 @@ ControlDaemonAdapter::~ControlDaemonAdapter() {
   }
 }
 
-QubeStatus ControlDaemonAdapter::status_of(const daemon::SessionInfo& s, bool mic_persistent) {
+QubeStatus ControlDaemonAdapter::status_of(const daemon::SessionInfo& s,
+                                           const daemon::QubeState& saved) {
   QubeStatus q;
   q.name = s.name;
   q.domid = s.domid;
@@ -75,11 +76,12 @@ QubeStatus ControlDaemonAdapter::status_of(const daemon::SessionInfo& s, bool mi
   q.level = s.counters.level;
   q.volume = s.volume_percent;
   q.muted = s.muted;
-  q.output_device = s.output_device;
+  q.output_device = saved.output_device;  // the qube's own choice
+  q.playing_on = s.output_device;         // where it plays now ("" = backend default)
   q.corked = s.corked;
   q.mic_requested = s.mic_started;
   q.mic_attached = s.mic_attached;
-  q.mic_persistent = mic_persistent;
+  q.mic_persistent = saved.mic_persistent;
   q.last_error = s.last_error;
   q.counters = counters_of(s.counters);
   return q;
@@ -103,7 +105,7 @@ std::vector<QubeStatus> ControlDaemonAdapter::list() {
   }
   std::vector<QubeStatus> out;
   for (const auto& s : d_.list()) {
-    QubeStatus q = status_of(s, d_.state().get(s.name).mic_persistent);
+    QubeStatus q = status_of(s, d_.state().get(s.name));
     if (auto it = mic.find(s.name); it != mic.end()) {
       q.mic_requested = it->second.requested;
       q.mic_persistent = it->second.persistent;

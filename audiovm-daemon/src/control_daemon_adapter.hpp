@@ -71,7 +71,7 @@ class ControlDaemonAdapter : public ControlTarget {
   // Whether anything listens (device polling is skipped otherwise).
   void set_has_subscribers(std::function<bool()> fn) { has_subscribers_ = std::move(fn); }
 
-  static QubeStatus status_of(const daemon::SessionInfo& s, bool mic_persistent);
+  static QubeStatus status_of(const daemon::SessionInfo& s, const daemon::QubeState& saved);
 
  private:
   struct Seen {

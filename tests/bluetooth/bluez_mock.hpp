@@ -135,13 +135,14 @@ class EventReader {
       ::close(fd_);
     }
   }
-  // Waits for an event of `type` whose data satisfies `pred`; events read on
-  // the way are kept in all().
+  // Waits for an event of `type` whose data satisfies `pred`, among the
+  // events from index `from` on; events read on the way are kept in all().
   std::optional<json> wait(const std::string& type,
                            const std::function<bool(const json&)>& pred,
-                           std::chrono::milliseconds timeout = 20s) {
+                           std::chrono::milliseconds timeout = 20s,
+                           size_t from = 0) {
     auto deadline = Clock::now() + timeout;
-    size_t next = 0;
+    size_t next = from;
     for (;;) {
       for (; next < events_.size(); ++next) {
         const json& e = events_[next];

@@ -94,8 +94,8 @@ json opt_int(const std::optional<int>& v) {
 
 const std::vector<std::string>& bt_methods() {
   static const std::vector<std::string> m{
-      "bt_adapters", "bt_set_adapter", "bt_scan",     "bt_devices", "bt_pair",
-      "bt_confirm",  "bt_pin",         "bt_trust",    "bt_connect", "bt_disconnect",
+      "bt_adapters", "bt_set_adapter", "bt_scan",      "bt_devices", "bt_pair",
+      "bt_confirm",  "bt_pin",         "bt_trust",     "bt_connect", "bt_disconnect",
       "bt_remove",   "bt_requests",    "bt_reconnect", "bt_output"};
   return m;
 }

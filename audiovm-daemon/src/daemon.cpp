@@ -491,10 +491,10 @@ void Daemon::device_presence(const std::string& device, bool present) {
       log_warn("%s: output %s %s: %s", name.c_str(), device.c_str(),
                present ? "is back" : "went away", r.error().message.c_str());
     } else {
-      log_info("%s: output %s %s; playing on %s", name.c_str(), device.c_str(),
-               present ? "is back" : "went away",
-               s->info().output_device.empty() ? "the default device"
-                                               : s->info().output_device.c_str());
+      log_info(
+          "%s: output %s %s; playing on %s", name.c_str(), device.c_str(),
+          present ? "is back" : "went away",
+          s->info().output_device.empty() ? "the default device" : s->info().output_device.c_str());
     }
   }
 }

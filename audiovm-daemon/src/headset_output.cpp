@@ -106,9 +106,7 @@ void HeadsetOutput::poll(Clock::time_point now) {
   }
 }
 
-void HeadsetOutput::sink_appeared(const std::string& address,
-                                  Headset& h,
-                                  const std::string& sink) {
+void HeadsetOutput::sink_appeared(const std::string& address, Headset& h, const std::string& sink) {
   h.sink = sink;
   out_.device_presence(sink, true);  // qubes whose own choice it is go back to it
   if (!settings_.auto_output) {

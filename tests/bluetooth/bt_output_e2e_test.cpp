@@ -37,8 +37,9 @@ class BtOutputE2E : public ::testing::Test {
     ASSERT_TRUE(mock_.start()) << mock_.error;
     ASSERT_TRUE(mock_.mock("AddAdapter", "ss", {"hci0", "host"}));
     ASSERT_TRUE(mock_.mock("AddDevice", "sss", {"hci0", kHeadset, "Headset"}));
-    ASSERT_EQ(mock_.busctl({"set-property", "org.bluez", BluezMock::dev_path(kHeadset),
-                            "org.bluez.Device1", "Class", "u", kHeadsetClass})
+    ASSERT_EQ(mock_
+                  .busctl({"set-property", "org.bluez", BluezMock::dev_path(kHeadset),
+                           "org.bluez.Device1", "Class", "u", kHeadsetClass})
                   .status,
               0);
     pa_ = std::make_unique<PulseServer>(dir_.path() + "/audioqube");
@@ -61,23 +62,26 @@ class BtOutputE2E : public ::testing::Test {
   void start_daemon() {
     auto env = pa_->client_env();
     env["XDG_RUNTIME_DIR"] = dir_.path() + "/run";
-    auto c = Child::spawn({QAUDIO_DAEMON_BIN, "--channel", "unix:" + dir_.path() + "/vchan",
-                           "--qube", "work=1", "--qube", "personal=2", "--backend",
-                           "pulse:" + pa_->server(), "--state-dir", dir_.path() + "/state",
-                           "--control", control(), "--bluetooth", "--bluetooth-bus",
-                           mock_.address(), "-v"},
-                          env, log("daemon"));
+    auto c =
+        Child::spawn({QAUDIO_DAEMON_BIN, "--channel", "unix:" + dir_.path() + "/vchan", "--qube",
+                      "work=1", "--qube", "personal=2", "--backend", "pulse:" + pa_->server(),
+                      "--state-dir", dir_.path() + "/state", "--control", control(), "--bluetooth",
+                      "--bluetooth-bus", mock_.address(), "-v"},
+                     env, log("daemon"));
     ASSERT_TRUE(c);
     daemon_ = std::move(*c);
-    ASSERT_TRUE(wait_until([&] { return cli({"bt", "adapters"}).status == 0; }, 20s, 50ms))
+    ASSERT_TRUE(wait_until(
+        [&] {
+          return cli({"bt", "adapters"}).status == 0;
+        },
+        20s, 50ms))
         << read_text(log("daemon"));
     ASSERT_TRUE(events_.connect(control()));
   }
   void start_agent(const std::string& name, int domid, double freq) {
     auto c = Child::spawn({QAUDIO_FAKE_AGENT_BIN, "--channel", "unix:" + dir_.path() + "/vchan",
-                           "--domid", std::to_string(domid), "--name", name, "--protocol",
-                           "native", "--freq", std::to_string(freq), "--amplitude", "0.3",
-                           "--seconds", "0"},
+                           "--domid", std::to_string(domid), "--name", name, "--protocol", "native",
+                           "--freq", std::to_string(freq), "--amplitude", "0.3", "--seconds", "0"},
                           {}, log("agent-" + name));
     ASSERT_TRUE(c);
     agents_.push_back(std::move(*c));
@@ -218,15 +222,18 @@ TEST_F(BtOutputE2E, headset_becomes_the_output_and_falls_back_without_disturbing
     }
   }
   EXPECT_LE(gaps, 1u) << "longest run of silent 10 ms blocks on personal's sink; silent at (ms):"
-                       << where << "\n"
-                       << cli({"list"}).out;
+                      << where << "\n"
+                      << cli({"list"}).out;
   EXPECT_NEAR(median_level(pcm, 660), 0.3, 0.03);
   EXPECT_LT(median_level(pcm, 440), 0.003);  // work never played there
 }
 
 TEST_F(BtOutputE2E, a_qube_that_chose_the_headset_waits_on_the_default_and_returns_to_it) {
   start_all();
+  EXPECT_EQ(cli({"bt", "output", "--auto", "maybe"}).status, 2);  // usage error, nothing changes
+  EXPECT_EQ(cli_json({"bt", "output"}).value("auto_output", false), true);
   ASSERT_EQ(cli({"bt", "output", "--auto", "off"}).status, 0) << read_text(log("qvm-audio"));
+  EXPECT_EQ(cli_json({"bt", "output"}).value("auto_output", true), false);
   ASSERT_EQ(cli({"bt", "connect", kHeadset}).status, 0);
   headset_sink_appears();
   ASSERT_TRUE(events_.wait("bt_output", output_is("available", kHeadsetSink)))

@@ -29,8 +29,8 @@ class FakeDaemon : public OutputSwitch {
   }
   std::string default_output() const override { return def; }
   Result<void> set_default_output(const std::string& d) override {
-    if (!d.empty() && std::none_of(devs.begin(), devs.end(),
-                                   [&](const DeviceInfo& x) { return x.name == d; })) {
+    if (!d.empty() &&
+        std::none_of(devs.begin(), devs.end(), [&](const DeviceInfo& x) { return x.name == d; })) {
       return fail("no output device named '" + d + "'");
     }
     def = d;
@@ -126,8 +126,8 @@ TEST_F(HeadsetOutputTest, SwitchesOnceTheSinkAppearsAndFallsBackOnDisconnect) {
   EXPECT_EQ(h.sink_of(kA), std::nullopt);
   EXPECT_EQ(h.settings().fallback_output, "");
   EXPECT_EQ(d.presence.back(), std::string("-") + kSinkA);
-  EXPECT_EQ(kinds(), (std::vector<std::string>{std::string("selected:") + kSinkA,
-                                               "fell_back:hdmi"}));
+  EXPECT_EQ(kinds(),
+            (std::vector<std::string>{std::string("selected:") + kSinkA, "fell_back:hdmi"}));
 }
 
 TEST_F(HeadsetOutputTest, TheUsersLaterChoiceIsNotUndoneOnDisconnect) {

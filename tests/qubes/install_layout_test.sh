@@ -3,21 +3,25 @@
 # and checks that what the packaging points at is there: every path of
 # debian/*.install, every ExecStart/ExecStartPre of the systemd units, the
 # bridge the qrexec service runs, the pacat-simple-vchan links, and that the
-# installed launcher answers --help. Same layout dpkg-buildpackage packs
-# (it runs the same install rules); building the .debs themselves is the
-# manual/CI step `dpkg-buildpackage -us -uc -b` (docs/qubes.md).
+# installed launcher answers --help. With --root, checks a root the Debian
+# packages were installed into instead (deb_package_test.sh).
 #   install_layout_test.sh BUILD_DIR SOURCE_DIR
+#   install_layout_test.sh --root ROOT SOURCE_DIR
 set -eu
-build=$1
-src=$2
-root=$(mktemp -d "${TMPDIR:-/tmp}/qaudio-root.XXXXXX")
-trap 'rm -rf "$root"' EXIT
 fails=0
 bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-DESTDIR=$root cmake --install "$build" --prefix /usr >"$root.log" 2>&1 || {
-  cat "$root.log"; rm -f "$root.log"; echo "FAIL: cmake --install"; exit 1; }
-rm -f "$root.log"
+if [ "$1" = --root ]; then
+  root=$2
+  src=$3
+else
+  build=$1
+  src=$2
+  root=$(mktemp -d "${TMPDIR:-/tmp}/qaudio-root.XXXXXX")
+  trap 'rm -rf "$root"' EXIT
+  DESTDIR=$root cmake --install "$build" --prefix /usr >"$root.log" 2>&1 || {
+    cat "$root.log"; rm -f "$root.log"; echo "FAIL: cmake --install"; exit 1; }
+  rm -f "$root.log"
+fi
 
 # 1. Every file the Debian packages take.
 for f in "$src"/debian/*.install; do
@@ -30,7 +34,8 @@ for f in "$src"/debian/*.install; do
       alt=$(echo "$entry" | sed 's#/\*/#/#')
       # shellcheck disable=SC2086
       set -- "$root"/$alt
-      [ -e "$1" ] || bad "$(basename "$f"): $entry not installed"
+      # dh_compress gzips manual pages and documents in the packages.
+      [ -e "$1" ] || [ -e "$1.gz" ] || bad "$(basename "$f"): $entry not installed"
     fi
   done <"$f"
 done
@@ -69,7 +74,8 @@ done <"$src/debian/qaudio-audiovm.links"
 "$l" 0 work >/dev/null 2>&1 && bad "the installed launcher accepted domid 0"
 
 [ -f "$root/usr/share/doc/qaudio/examples/30-qaudio.policy" ] || bad "example dom0 policy missing"
-[ -f "$root/usr/share/doc/qaudio/qubes.md" ] || bad "docs/qubes.md not installed"
+[ -f "$root/usr/share/doc/qaudio/qubes.md" ] || [ -f "$root/usr/share/doc/qaudio/qubes.md.gz" ] ||
+  bad "docs/qubes.md not installed"
 
 if [ "$fails" -ne 0 ]; then
   echo "$fails problem(s); installed tree:"; (cd "$root" && find . | sort)

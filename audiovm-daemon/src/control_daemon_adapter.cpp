@@ -103,7 +103,11 @@ std::vector<QubeStatus> ControlDaemonAdapter::list() {
   }
   std::vector<QubeStatus> out;
   for (const auto& s : d_.list()) {
-    QubeStatus q = status_of(s, d_.state().get(s.name).mic_persistent);
+    const daemon::QubeState saved = d_.state().get(s.name);
+    QubeStatus q = status_of(s, saved.mic_persistent);
+    // The qube's own choice, as documented ("" = it follows the default);
+    // the session's device is the effective one, which the default fills in.
+    q.output_device = saved.output_device;
     if (auto it = mic.find(s.name); it != mic.end()) {
       q.mic_requested = it->second.requested;
       q.mic_persistent = it->second.persistent;

@@ -127,8 +127,7 @@ void MicNotifier::onActionInvoked(uint id, const QString& key) {
   // The click is the user's answer to a policy `ask`; the daemon still
   // refuses what policy denies, and that reason is shown.
   mixer_.client().call(
-      "mic_attach", {{"qube", qube}, {"confirm", true}},
-      [this, qube, id](const ControlResult& r) {
+      "mic_attach", {{"qube", qube}, {"confirm", true}}, [this, qube, id](const ControlResult& r) {
         if (r.ok) {
           mixer_.refresh();
           return;

@@ -64,8 +64,8 @@ class MicNotifier : public QObject {
   MixerController& mixer_;
   QDBusConnection bus_;
   std::function<void(const QString&)> fallback_;
-  std::map<QString, uint> ids_;       // qube -> open request notification
-  std::map<QString, bool> sending_;   // qube -> Notify in flight
+  std::map<QString, uint> ids_;         // qube -> open request notification
+  std::map<QString, bool> sending_;     // qube -> Notify in flight
   std::map<uint, QString> qube_of_id_;  // every id issued (a late Attach still works)
   int fallbacks_ = 0;
 };

@@ -1,9 +1,9 @@
 // The mixer window: a connection status line, the default output device,
 // one strip per qube (label-colour bar, name, volume slider 0–150 %, mute,
 // level meter, microphone indicator/Attach button, its own output device,
-// latency and underruns on hover) and the Bluetooth section. Keyboard accessible (sliders, check boxes and buttons take focus
-// and carry accessible names); styled by the desktop's Qt theme except for
-// the label colour bar. Works without a tray.
+// latency and underruns on hover) and the Bluetooth section. Keyboard accessible (sliders, check
+// boxes and buttons take focus and carry accessible names); styled by the desktop's Qt theme except
+// for the label colour bar. Works without a tray.
 //
 //   MixerWindow w(mixer);
 //   w.show();

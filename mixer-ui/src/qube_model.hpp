@@ -34,7 +34,7 @@ struct QubeRow {
   quint64 underruns = 0;
   QString last_error;
   QString output_device;  // the qube's own output choice ("": the default)
-  double level = -1;  // peak 0..1 of the last interval; -1: the daemon reports none
+  double level = -1;      // peak 0..1 of the last interval; -1: the daemon reports none
 
   bool running() const { return state == QLatin1String("running"); }
   bool micDenied() const { return mic_policy == QLatin1String("deny"); }

@@ -63,10 +63,9 @@ class PrivateBus {
     using namespace qaudio::test;
     std::vector<std::string> argv{"/usr/bin/python3", "-m", "dbusmock"};
     argv.insert(argv.end(), args.begin(), args.end());
-    auto m = Child::spawn(argv,
-                          {{"DBUS_SESSION_BUS_ADDRESS", address_},
-                           {"DBUS_SYSTEM_BUS_ADDRESS", address_}},
-                          dir_ + "/" + name_ + "-mock" + std::to_string(mocks_.size()) + ".log");
+    auto m = Child::spawn(
+        argv, {{"DBUS_SESSION_BUS_ADDRESS", address_}, {"DBUS_SYSTEM_BUS_ADDRESS", address_}},
+        dir_ + "/" + name_ + "-mock" + std::to_string(mocks_.size()) + ".log");
     if (!m) {
       error = "cannot start /usr/bin/python3 -m dbusmock";
       return false;

@@ -101,7 +101,7 @@ TEST_F(NotifyTest, attach_refused_by_policy_shows_the_reason_and_attaches_nothin
   ASSERT_TRUE(qt_wait([&] { return notifier->notificationId("work") != 0; }, 20s));
   uint id = notifier->notificationId("work");
   QSignalSpy refused(notifier.get(), &MicNotifier::refused);
-  invoke(id, "default");  // not our key: ignored
+  invoke(id, "default");            // not our key: ignored
   rig.set_work_mic_policy("deny");  // the policy changed before the user clicked
   ASSERT_TRUE(qt_wait([&] { return rig.qube("work")["mic"]["policy"] == "deny"; }, 20s));
   invoke(id, "attach");

@@ -120,8 +120,8 @@ TEST_F(OutputTest, choosing_a_sink_moves_the_tone_and_survives_a_reconnect) {
 
   // The default for every qube without its own choice: personal follows.
   ASSERT_TRUE(choose(win.outputs(), "other"));
-  ASSERT_TRUE(qt_wait([&] { return rig.query("devices")["result"]["default_output"] == "other"; },
-                      10s));
+  ASSERT_TRUE(
+      qt_wait([&] { return rig.query("devices")["result"]["default_output"] == "other"; }, 10s));
   EXPECT_NEAR(settled("other", 660, 0.3, 0.03), 0.3, 0.03);
   EXPECT_LT(settled("out", 660, 0, 0.003), 0.003);
 

@@ -61,21 +61,21 @@ struct SniTest : ::testing::Test {
   void SetUp() override {
     ASSERT_TRUE(x.start(rig.dir(), /*tray_host=*/false));
     ASSERT_TRUE(bus.start()) << bus.error;
-    ASSERT_TRUE(bus.start_mock({"--session", kWatcher, "/StatusNotifierWatcher", kWatcher},
-                               kWatcher))
+    ASSERT_TRUE(
+        bus.start_mock({"--session", kWatcher, "/StatusNotifierWatcher", kWatcher}, kWatcher))
         << bus.error;
     // The watcher's members (StatusNotifierItem spec): a host is registered.
     auto mock = [&](std::vector<std::string> args) {
-      args.insert(args.begin(), {"call", kWatcher, "/StatusNotifierWatcher",
-                                 "org.freedesktop.DBus.Mock"});
+      args.insert(args.begin(),
+                  {"call", kWatcher, "/StatusNotifierWatcher", "org.freedesktop.DBus.Mock"});
       return bus.busctl(args).status == 0;
     };
     ASSERT_TRUE(mock({"AddMethod", "sssss", kWatcher, "RegisterStatusNotifierItem", "s", "",
                       "self.EmitSignal('org.kde.StatusNotifierWatcher', "
                       "'StatusNotifierItemRegistered', 's', [args[0]])"}));
     ASSERT_TRUE(mock({"AddMethod", "sssss", kWatcher, "RegisterStatusNotifierHost", "s", "", ""}));
-    ASSERT_TRUE(mock({"AddProperty", "ssv", kWatcher, "IsStatusNotifierHostRegistered", "b",
-                      "true"}));
+    ASSERT_TRUE(
+        mock({"AddProperty", "ssv", kWatcher, "IsStatusNotifierHostRegistered", "b", "true"}));
     ASSERT_TRUE(mock({"AddProperty", "ssv", kWatcher, "ProtocolVersion", "i", "0"}));
     ASSERT_TRUE(mock({"AddProperty", "ssv", kWatcher, "RegisteredStatusNotifierItems", "as", "0"}));
     ASSERT_TRUE(rig.start()) << rig.daemon_log();
@@ -105,7 +105,7 @@ struct SniTest : ::testing::Test {
   std::vector<std::pair<int, std::string>> menu() {
     std::vector<std::pair<int, std::string>> out;
     json j = bus.busctl_json({"call", service, menu_path, "com.canonical.dbusmenu", "GetLayout",
-                              "iias", "0", "-1", "0"});
+                              "iias", "--", "0", "-1", "0"});
     if (j.is_object()) {
       collect(j["data"][1], out);
     }
@@ -126,8 +126,7 @@ struct SniTest : ::testing::Test {
 
 TEST_F(SniTest, item_registers_shows_recording_and_exports_its_menu) {
   ASSERT_TRUE(qaudio::test::wait_until([&] { return !item().empty(); }, 30s)) << log();
-  service = item();
-  EXPECT_EQ(service.rfind("org.kde.StatusNotifierItem-", 0), 0u) << service;
+  service = item();  // Qt registers its connection's unique name
 
   // Connected, nothing recording: tooltip and an icon without the red dot.
   ASSERT_TRUE(qaudio::test::wait_until(
@@ -160,7 +159,7 @@ TEST_F(SniTest, item_registers_shows_recording_and_exports_its_menu) {
       },
       30s))
       << bus.busctl({"call", service, menu_path, "com.canonical.dbusmenu", "GetLayout", "iias",
-                     "0", "-1", "0"})
+                     "--", "0", "-1", "0"})
              .out;
   auto has = [&](const std::string& prefix) {
     for (const auto& [id, label] : items) {

@@ -153,25 +153,14 @@ class UiRig {
     std::ofstream(dir_.path() + "/policy/30-qaudio.policy") << "qaudio.Play * @anyvm * allow\n"
                                                                "qaudio.Mic * work * ask\n"
                                                                "qaudio.Mic * personal * deny\n";
-    std::vector<std::string> argv{QAUDIO_DAEMON_BIN,
-                                  "--channel",
-                                  "unix:" + dir_.path() + "/chan",
-                                  "--backend",
-                                  backend_,
-                                  "--qube",
-                                  "work=1",
-                                  "--qube",
-                                  "personal=2",
-                                  "--label",
-                                  "work=blue",
-                                  "--label",
-                                  "personal=yellow",
-                                  "--policy-dir",
-                                  dir_.path() + "/policy",
-                                  "--audio-qube",
-                                  "sys-audio",
-                                  "--control",
-                                  control()};
+    std::vector<std::string> argv{
+        QAUDIO_DAEMON_BIN, "--channel",    "unix:" + dir_.path() + "/chan",
+        "--backend",       backend_,       "--qube",
+        "work=1",          "--qube",       "personal=2",
+        "--label",         "work=blue",    "--label",
+        "personal=yellow", "--policy-dir", dir_.path() + "/policy",
+        "--audio-qube",    "sys-audio",    "--control",
+        control()};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     auto d = Child::spawn(argv, daemon_env, dir_.path() + "/daemon.log");
     if (!d) {

@@ -330,7 +330,7 @@ BluetoothPanel::BluetoothPanel(BluetoothController& bt, QWidget* parent)
   pair_ = new QPushButton(QStringLiteral("&Pair"), this);
   connect_ = new QPushButton(QStringLiteral("&Connect"), this);
   disconnect_ = new QPushButton(QStringLiteral("D&isconnect"), this);
-  remove_ = new QPushButton(QStringLiteral("QStringLiteral(" Re & move ")Remove"), this);
+  remove_ = new QPushButton(QStringLiteral("&Remove"), this);
   pair_->setObjectName("btPair");
   connect_->setObjectName("btConnect");
   disconnect_->setObjectName("btDisconnect");

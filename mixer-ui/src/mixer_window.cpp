@@ -63,7 +63,7 @@ QubeStrip::QubeStrip(MixerController& mixer, const QString& qube, QWidget* paren
   v->addWidget(value_);
   mute_ = new QCheckBox(QStringLiteral("&Mute"), this);
   mute_->setAccessibleName(QStringLiteral("Mute %1").arg(qube));
-  v->addWidget(mute_);
+  v->addWidget(mute_, 0, Qt::AlignHCenter);  // its hit area is its text: keep it compact
   mic_ = new QPushButton(this);
   mic_->setAccessibleName(QStringLiteral("Microphone of %1").arg(qube));
   v->addWidget(mic_);

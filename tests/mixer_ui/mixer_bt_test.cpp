@@ -5,6 +5,8 @@
 // reach BlueZ (the mock's recorded calls and properties), a pairing prompt
 // of the daemon's agent is answered from the dialog (BlueZ's side gets the
 // reply). Without --bluetooth the section is greyed with the daemon's reason.
+// The section and the prompt are saved as mixer-bluetooth*.png into
+// $QAUDIO_SCREENSHOT_DIR (docs/images via `make mixer-screenshots`).
 #include <gtest/gtest.h>
 
 #include <QTest>
@@ -185,6 +187,11 @@ TEST_F(BtWindowTest, pairing_prompts_are_answered_from_the_dialog) {
   EXPECT_EQ(p->prompt()->text()->text(),
             QString("Does Headset (%1) show the passkey 482915?").arg(kHeadset));
   EXPECT_TRUE(p->prompt()->isVisible());
+  // docs/images (make mixer-screenshots), else the test's directory.
+  QByteArray shots = qgetenv("QAUDIO_SCREENSHOT_DIR");
+  QString dir = shots.isEmpty() ? QString::fromStdString(rig.dir()) : QString::fromUtf8(shots);
+  ASSERT_TRUE(p->grab().save(dir + "/mixer-bluetooth.png"));
+  ASSERT_TRUE(p->prompt()->grab().save(dir + "/mixer-bluetooth-prompt.png"));
   QTest::mouseClick(p->prompt()->acceptButton(), Qt::LeftButton);
   std::optional<int> rc = exit_status(*agent);
   ASSERT_TRUE(rc);

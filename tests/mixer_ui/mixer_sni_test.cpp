@@ -140,6 +140,7 @@ TEST_F(SniTest, item_registers_shows_recording_and_exports_its_menu) {
   ASSERT_TRUE(idle.is_array() && !idle.empty()) << idle.dump();
   EXPECT_EQ(red_pixels(idle), 0);
   EXPECT_EQ(prop("Status"), "Active");
+  EXPECT_EQ(prop("IconName"), "");  // Qt exports the drawn icon as pixmaps only
 
   // The menu over dbusmenu: both qubes, the Microphone submenu with work's
   // pending request and personal's denial.

@@ -1,7 +1,7 @@
 # qaudio — user-facing targets. See README.md.
 #   make demo   install deps, build, run the daemon on the WAV backend with two qubes
 #   make test   install deps, build from scratch into build/, run every CTest label
-#   make mixer-screenshots  rerun the mixer UI's Xvfb test, saving docs/images/mixer-*.png
+#   make mixer-screenshots  rerun the mixer UI's Xvfb and Bluetooth tests, saving docs/images/mixer-*.png
 SHELL := /bin/bash
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -16,7 +16,7 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config ccache clang libcla
   libsdbus-c++-dev libsystemd-dev qt6-base-dev debhelper \
   pulseaudio pulseaudio-utils pipewire pipewire-bin wireplumber pipewire-pulse \
   alsa-utils libasound2-plugins sox dbus dbus-daemon python3-dbusmock \
-  xvfb trayer imagemagick
+  xvfb trayer imagemagick systemd
 
 .PHONY: deps build test demo bench clean format mixer-screenshots
 
@@ -47,7 +47,7 @@ demo: build
 	tools/demo.sh --build $(BUILD) --out demo-out.wav
 
 mixer-screenshots: build
-	cd $(BUILD) && QAUDIO_SCREENSHOT_DIR=$(CURDIR)/docs/images ctest --output-on-failure -R MixerE2E
+	cd $(BUILD) && QAUDIO_SCREENSHOT_DIR=$(CURDIR)/docs/images ctest --output-on-failure -R 'MixerE2E|BtWindowTest.pairing'
 
 bench: build
 	$(BUILD)/bench/qaudio-bench --benchmark_min_time=0.2

@@ -470,7 +470,8 @@ Outcome<json> ControlApi::call(const Request& req, bool& subscribe) {
     for (const auto& dev : d.value()) {
       arr.push_back(to_json(dev));
     }
-    return json{{"devices", arr}};
+    // The daemon's own default choice (set_output without a qube); "" = the backend's.
+    return json{{"devices", arr}, {"default_output", target_.default_output()}};
   }
   if (m == "set_output") {
     if (auto e = p.only({"device", "qube"})) {

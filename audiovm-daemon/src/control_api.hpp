@@ -133,6 +133,8 @@ class ControlTarget {
                                   bool persistent,
                                   bool confirmed) = 0;
   virtual Outcome<std::vector<DeviceEntry>> devices() = 0;
+  // The output chosen by set_output without a qube ("": the backend's default).
+  virtual std::string default_output() { return {}; }
   // qube empty: the default for every qube.
   virtual Status set_output(const std::string& device, const std::string& qube) = 0;
   // Bluetooth (bt_* methods, control_api_bt.hpp); nullptr: not enabled.

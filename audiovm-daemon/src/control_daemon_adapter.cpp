@@ -180,6 +180,10 @@ Outcome<std::vector<DeviceEntry>> ControlDaemonAdapter::devices() {
   return out;
 }
 
+std::string ControlDaemonAdapter::default_output() {
+  return d_.state().default_output();
+}
+
 Status ControlDaemonAdapter::set_output(const std::string& device, const std::string& qube) {
   if (!qube.empty() && !d_.info(qube)) {
     return no_qube(qube);

@@ -51,6 +51,7 @@ class ControlDaemonAdapter : public ControlTarget {
                           bool persistent,
                           bool confirmed) override;
   Outcome<std::vector<DeviceEntry>> devices() override;
+  std::string default_output() override;
   Status set_output(const std::string& device, const std::string& qube) override;
   // Bluetooth (bt_* methods); the manager's events go through bt_event().
   bt::Manager* bluetooth() override { return bluetooth_; }

@@ -12,6 +12,7 @@
 #include <QDir>
 
 #include "control_client.hpp"
+#include "mic_notifier.hpp"
 #include "mixer_controller.hpp"
 #include "mixer_window.hpp"
 #include "tray.hpp"
@@ -50,6 +51,12 @@ int main(int argc, char** argv) {
   ControlClient client(cli.value(control));
   MixerController mixer(client);
   MixerWindow win(mixer);
+  // Desktop notifications for mic requests (org.freedesktop.Notifications);
+  // without a session bus only the tray message / the window's button.
+  QDBusConnection bus = qEnvironmentVariableIsSet("DBUS_SESSION_BUS_ADDRESS")
+                            ? QDBusConnection::sessionBus()
+                            : QDBusConnection(QStringLiteral("qaudio-no-session-bus"));
+  MicNotifier notifier(mixer, bus);
   bool tray_ok = !cli.isSet(no_tray) && QSystemTrayIcon::isSystemTrayAvailable();
   std::unique_ptr<TrayController> tray;
   if (tray_ok) {
@@ -60,6 +67,7 @@ int main(int argc, char** argv) {
       win.activateWindow();
     });
     QObject::connect(tray.get(), &TrayController::quit, &app, &QApplication::quit);
+    tray->useNotifier(notifier);
     tray->show();
   } else {
     if (!cli.isSet(no_tray)) {

@@ -69,7 +69,9 @@ void MixerController::refresh() {
 void MixerController::refreshDevices() {
   client_.call("devices", {}, [this](const ControlResult& r) {
     outputs_.clear();
+    default_output_.clear();
     if (r.ok) {
+      default_output_ = r.result.value("default_output").toString();
       for (const auto& v : r.result.value("devices").toArray()) {
         QJsonObject d = v.toObject();
         if (d.value("direction").toString() == QLatin1String("output") &&
@@ -173,10 +175,17 @@ void MixerController::detachAllMics() {
   }
 }
 
-void MixerController::setOutput(const QString& device) {
-  client_.call("set_output", {{"device", device}}, [this](const ControlResult& r) {
-    report("output device", r);
+void MixerController::setOutput(const QString& device, const QString& qube) {
+  QJsonObject p{{"device", device.isEmpty() ? QStringLiteral("@default") : device}};
+  if (!qube.isEmpty()) {
+    p.insert("qube", qube);
+  }
+  client_.call("set_output", p, [this, qube](const ControlResult& r) {
+    report(qube.isEmpty() ? QStringLiteral("default output device")
+                          : QStringLiteral("output device of %1").arg(qube),
+           r);
     refreshDevices();
+    refresh();  // the qubes' output_device
   });
 }
 

@@ -19,6 +19,7 @@
 #include <map>
 #include <set>
 
+#include "bt_controller.hpp"
 #include "control_client.hpp"
 #include "qube_model.hpp"
 
@@ -38,10 +39,13 @@ class MixerController : public QObject {
   ControlClient& client() { return client_; }
   QubeModel& model() { return model_; }
   const QubeModel& model() const { return model_; }
+  BluetoothController& bluetooth() { return bt_; }
   bool isConnected() const { return client_.isConnected(); }
   // True once the first list after a (re)connect arrived.
   bool isReady() const { return ready_; }
   const std::vector<OutputDevice>& outputs() const { return outputs_; }
+  // The daemon's default output choice ("": the sound server's default).
+  const QString& defaultOutput() const { return default_output_; }
   const QString& backend() const { return backend_; }
   // A set_volume for `qube` is in flight or waiting: the model's volume is
   // about to change, a slider should keep what the user set.
@@ -59,7 +63,9 @@ class MixerController : public QObject {
   void attachMic(const QString& qube, bool confirmed);
   void detachMic(const QString& qube);
   void detachAllMics();
-  void setOutput(const QString& device);
+  // `device` "" or "@default": back to the default; `qube` "": the default
+  // of every qube without a choice of its own.
+  void setOutput(const QString& device, const QString& qube = {});
   void refresh();
 
  signals:
@@ -83,7 +89,9 @@ class MixerController : public QObject {
 
   ControlClient& client_;
   QubeModel model_;
+  BluetoothController bt_{client_};
   std::vector<OutputDevice> outputs_;
+  QString default_output_;
   QString backend_;
   QTimer refresh_;
   bool ready_ = false;

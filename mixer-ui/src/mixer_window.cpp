@@ -6,6 +6,23 @@
 
 namespace qaudio::mixer {
 
+namespace {
+
+// A device's description, with its name when another device has the same
+// description (two PulseAudio null sinks are both "Null Output").
+QString outputLabel(const OutputDevice& d, const std::vector<OutputDevice>& all) {
+  if (d.description.isEmpty()) {
+    return d.name;
+  }
+  int same = 0;
+  for (const auto& o : all) {
+    same += o.description == d.description;
+  }
+  return same > 1 ? QStringLiteral("%1 (%2)").arg(d.description, d.name) : d.description;
+}
+
+}  // namespace
+
 QubeStrip::QubeStrip(MixerController& mixer, const QString& qube, QWidget* parent)
     : QFrame(parent), mixer_(mixer), qube_(qube) {
   setObjectName("strip:" + qube);
@@ -46,10 +63,20 @@ QubeStrip::QubeStrip(MixerController& mixer, const QString& qube, QWidget* paren
   v->addWidget(value_);
   mute_ = new QCheckBox(QStringLiteral("&Mute"), this);
   mute_->setAccessibleName(QStringLiteral("Mute %1").arg(qube));
-  v->addWidget(mute_);
+  v->addWidget(mute_, 0, Qt::AlignHCenter);  // its hit area is its text: keep it compact
   mic_ = new QPushButton(this);
   mic_->setAccessibleName(QStringLiteral("Microphone of %1").arg(qube));
   v->addWidget(mic_);
+  output_ = new QComboBox(this);
+  output_->setObjectName("output:" + qube);
+  output_->setAccessibleName(QStringLiteral("Output device of %1").arg(qube));
+  output_->setToolTip(QStringLiteral("Where %1 plays").arg(qube));
+  v->addWidget(output_);
+  connect(output_, &QComboBox::activated, this, [this](int i) {
+    if (!updating_ && i >= 0) {
+      mixer_.setOutput(output_->itemData(i).toString(), qube_);
+    }
+  });
 
   connect(slider_, &QSlider::valueChanged, this, [this](int value) {
     value_->setText(QStringLiteral("%1 %").arg(value));
@@ -122,6 +149,31 @@ void QubeStrip::update(const QubeRow& q) {
   setToolTip(tip);
   name_->setEnabled(q.running());
   updating_ = false;
+  if (q.output_device != output_device_ || output_->count() == 0) {
+    output_device_ = q.output_device;
+    updateOutputs();
+  }
+}
+
+void QubeStrip::updateOutputs() {
+  updating_ = true;
+  output_->clear();
+  output_->addItem(QStringLiteral("Default output"), QString());
+  int current = 0;
+  for (const auto& d : mixer_.outputs()) {
+    output_->addItem(outputLabel(d, mixer_.outputs()), d.name);
+    if (d.name == output_device_) {
+      current = output_->count() - 1;
+    }
+  }
+  if (!output_device_.isEmpty() && current == 0) {
+    // Chosen, but not there now: the daemon plays to the default meanwhile.
+    output_->addItem(QStringLiteral("%1 (not present)").arg(output_device_), output_device_);
+    current = output_->count() - 1;
+  }
+  output_->setCurrentIndex(current);
+  output_->setEnabled(!mixer_.outputs().empty());
+  updating_ = false;
 }
 
 MixerWindow::MixerWindow(MixerController& mixer, QWidget* parent) : QWidget(parent), mixer_(mixer) {
@@ -134,8 +186,9 @@ MixerWindow::MixerWindow(MixerController& mixer, QWidget* parent) : QWidget(pare
   auto* form = new QFormLayout;
   outputs_ = new QComboBox(this);
   outputs_->setObjectName("outputs");
-  outputs_->setAccessibleName(QStringLiteral("Output device"));
-  auto* out_label = new QLabel(QStringLiteral("&Output device:"), this);
+  outputs_->setAccessibleName(QStringLiteral("Default output device"));
+  outputs_->setToolTip(QStringLiteral("Where qubes without a choice of their own play"));
+  auto* out_label = new QLabel(QStringLiteral("Default &output device:"), this);
   out_label->setBuddy(outputs_);
   form->addRow(out_label, outputs_);
   v->addLayout(form);
@@ -148,6 +201,8 @@ MixerWindow::MixerWindow(MixerController& mixer, QWidget* parent) : QWidget(pare
   error_->setWordWrap(true);
   error_->hide();
   v->addWidget(error_);
+  bt_ = new BluetoothPanel(mixer_.bluetooth(), this);
+  v->addWidget(bt_);
 
   QubeModel& m = mixer_.model();
   connect(&m, &QAbstractItemModel::modelReset, this, &MixerWindow::rebuild);
@@ -229,15 +284,23 @@ void MixerWindow::updateStatus() {
 void MixerWindow::updateOutputs() {
   filling_outputs_ = true;
   outputs_->clear();
-  outputs_->addItem(QStringLiteral("Default device"), QString());
+  outputs_->addItem(QStringLiteral("Sound server's default"), QString());
+  int current = 0;
   for (const auto& d : mixer_.outputs()) {
-    QString text = d.description.isEmpty() ? d.name : d.description;
+    QString text = outputLabel(d, mixer_.outputs());
     if (d.is_default) {
-      text += QStringLiteral(" (default)");
+      text += QStringLiteral(" (server default)");
     }
     outputs_->addItem(text, d.name);
+    if (d.name == mixer_.defaultOutput()) {
+      current = outputs_->count() - 1;
+    }
   }
+  outputs_->setCurrentIndex(current);
   filling_outputs_ = false;
+  for (auto& [name, strip] : by_name_) {
+    strip->updateOutputs();
+  }
   updateStatus();
 }
 

@@ -1,9 +1,9 @@
-// The mixer window: a connection status line, the output device choice and
+// The mixer window: a connection status line, the default output device,
 // one strip per qube (label-colour bar, name, volume slider 0–150 %, mute,
-// level meter, microphone indicator/Attach button, latency and underruns on
-// hover). Keyboard accessible (sliders, check boxes and buttons take focus
-// and carry accessible names); styled by the desktop's Qt theme except for
-// the label colour bar. Works without a tray.
+// level meter, microphone indicator/Attach button, its own output device,
+// latency and underruns on hover) and the Bluetooth section. Keyboard accessible (sliders, check
+// boxes and buttons take focus and carry accessible names); styled by the desktop's Qt theme except
+// for the label colour bar. Works without a tray.
 //
 //   MixerWindow w(mixer);
 //   w.show();
@@ -21,6 +21,7 @@
 
 #include <map>
 
+#include "bt_panel.hpp"
 #include "mixer_controller.hpp"
 
 namespace qaudio::mixer {
@@ -34,6 +35,9 @@ class QubeStrip : public QFrame {
   QSlider* slider() { return slider_; }
   QCheckBox* mute() { return mute_; }
   QPushButton* mic() { return mic_; }
+  QComboBox* output() { return output_; }
+  // Refills the output choice from the controller's device list.
+  void updateOutputs();
   QProgressBar* meter() { return meter_; }
   QLabel* nameLabel() { return name_; }
   QFrame* colourBar() { return bar_; }
@@ -48,6 +52,8 @@ class QubeStrip : public QFrame {
   QCheckBox* mute_;
   QProgressBar* meter_;
   QPushButton* mic_;
+  QComboBox* output_;
+  QString output_device_;
   bool updating_ = false;
 };
 
@@ -58,7 +64,9 @@ class MixerWindow : public QWidget {
 
   QubeStrip* strip(const QString& qube);
   QLabel* status() { return status_; }
+  // The default output of every qube without a choice of its own.
   QComboBox* outputs() { return outputs_; }
+  BluetoothPanel* bluetooth() { return bt_; }
 
  protected:
   void showEvent(QShowEvent* e) override;
@@ -76,6 +84,7 @@ class MixerWindow : public QWidget {
   QWidget* strips_box_;
   QHBoxLayout* strips_;
   QLabel* error_;
+  BluetoothPanel* bt_;
   std::map<QString, QubeStrip*> by_name_;
   bool filling_outputs_ = false;
 };

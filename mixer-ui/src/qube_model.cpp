@@ -91,6 +91,7 @@ void QubeModel::setFromList(const QJsonArray& qubes) {
     QJsonObject counters = o.value("counters").toObject();
     q.underruns = static_cast<quint64>(std::max(0.0, counters.value("underruns").toDouble()));
     q.last_error = o.value("last_error").toString();
+    q.output_device = o.value("output_device").toString();
     if (o.value("level").isDouble()) {
       q.level = std::clamp(o.value("level").toDouble(), 0.0, 1.0);
     } else if (const QubeRow* old = find(q.name)) {

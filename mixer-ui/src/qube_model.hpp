@@ -33,7 +33,8 @@ struct QubeRow {
   quint32 latency_us = 0;
   quint64 underruns = 0;
   QString last_error;
-  double level = -1;  // peak 0..1 of the last interval; -1: the daemon reports none
+  QString output_device;  // the qube's own output choice ("": the default)
+  double level = -1;      // peak 0..1 of the last interval; -1: the daemon reports none
 
   bool running() const { return state == QLatin1String("running"); }
   bool micDenied() const { return mic_policy == QLatin1String("deny"); }

@@ -11,7 +11,8 @@ TrayController::TrayController(MixerController& mixer, QObject* parent)
   connect(&m, &QAbstractItemModel::modelReset, this, &TrayController::rebuild);
   connect(&m, &QAbstractItemModel::dataChanged, this, &TrayController::rebuild);
   connect(&mixer_, &MixerController::connectionChanged, this, &TrayController::rebuild);
-  connect(&mixer_, &MixerController::micRequested, this, &TrayController::notifyMic);
+  request_conn_ =
+      connect(&mixer_, &MixerController::micRequested, this, &TrayController::notifyMic);
   connect(&icon_, &QSystemTrayIcon::messageClicked, this, &TrayController::attachNotified);
   connect(&icon_, &QSystemTrayIcon::activated, this, [this](QSystemTrayIcon::ActivationReason r) {
     if (r == QSystemTrayIcon::Trigger || r == QSystemTrayIcon::DoubleClick) {
@@ -33,6 +34,12 @@ TrayController::~TrayController() {
 
 void TrayController::show() {
   icon_.show();
+}
+
+void TrayController::useNotifier(MicNotifier& n) {
+  disconnect(request_conn_);
+  notified_.clear();
+  n.setFallback([this](const QString& qube) { notifyMic(qube); });
 }
 
 void TrayController::updateIcon() {

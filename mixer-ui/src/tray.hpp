@@ -4,10 +4,11 @@
 // muted, a click toggles mute), a "Microphone" submenu (attached qubes
 // checked, policy-denied ones greyed with the reason, pending requests
 // marked "… wants the microphone"; a click attaches or detaches),
-// "Detach microphone from all", "Open mixer…" and "Quit". A mic request
-// shows a tray notification; clicking it attaches (QSystemTrayIcon::
-// showMessage has no action buttons: the message itself is the Attach
-// action, the mixer window has an Attach button too).
+// "Detach microphone from all", "Open mixer…" and "Quit". Mic requests go
+// to a MicNotifier (desktop notification with an Attach button) when one is
+// given; otherwise, and as its fallback, the tray shows a message and
+// clicking it attaches (QSystemTrayIcon::showMessage has no action buttons:
+// the message itself is the Attach action).
 //
 //   TrayController tray(mixer);
 //   QObject::connect(&tray, &TrayController::openMixer, &window, &MixerWindow::showNormal);
@@ -19,6 +20,7 @@
 #include <QSystemTrayIcon>
 
 #include "icons.hpp"
+#include "mic_notifier.hpp"
 #include "mixer_controller.hpp"
 
 namespace qaudio::mixer {
@@ -30,6 +32,9 @@ class TrayController : public QObject {
   ~TrayController() override;
 
   void show();
+  // Mic requests go to `n` (desktop notifications with an Attach button);
+  // the tray's own message is only its fallback.
+  void useNotifier(MicNotifier& n);
   QSystemTrayIcon& icon() { return icon_; }
   QMenu* menu() { return menu_; }
   QMenu* micMenu() { return mic_menu_; }
@@ -39,8 +44,10 @@ class TrayController : public QObject {
 
  public slots:
   void rebuild();
-  // The notification's Attach action.
+  // The tray message's Attach action.
   void attachNotified();
+  // Shows the tray message for a mic request (QSystemTrayIcon::showMessage).
+  void notifyMic(const QString& qube);
 
  signals:
   void openMixer();
@@ -48,7 +55,6 @@ class TrayController : public QObject {
 
  private:
   void updateIcon();
-  void notifyMic(const QString& qube);
 
   MixerController& mixer_;
   QSystemTrayIcon icon_;
@@ -57,6 +63,7 @@ class TrayController : public QObject {
   QString notified_;
   QString signature_;
   QMenu* mic_menu_ = nullptr;
+  QMetaObject::Connection request_conn_;
 };
 
 }  // namespace qaudio::mixer

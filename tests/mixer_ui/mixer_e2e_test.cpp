@@ -20,58 +20,12 @@
 #include "tone.hpp"
 #include "tray.hpp"
 #include "ui_support.hpp"
+#include "x_session.hpp"
 
 namespace qaudio::mixer {
 namespace {
 
 using namespace test;
-
-// Xvfb on a free display (-displayfd) and trayer as the tray host.
-class XSession {
- public:
-  bool start(const std::string& dir) {
-    std::string dfile = dir + "/display";
-    auto x = Child::spawn(
-        {"sh", "-c", "exec Xvfb -displayfd 3 -screen 0 1024x768x24 -nolisten tcp 3>" + dfile}, {},
-        dir + "/xvfb.log");
-    if (!x) {
-      return false;
-    }
-    xvfb_ = std::move(*x);
-    if (!qaudio::test::wait_until(
-            [&] {
-              std::ifstream in(dfile);
-              int n = -1;
-              in >> n;
-              if (n >= 0) {
-                display_ = ":" + std::to_string(n);
-              }
-              return n >= 0 || !xvfb_.running();
-            },
-            20s) ||
-        display_.empty()) {
-      return false;
-    }
-    auto t = Child::spawn(
-        {"trayer", "--edge", "top", "--align", "right", "--widthtype", "request", "--height", "32",
-         "--SetDockType", "true", "--tint", "0x203040", "--transparent", "true", "--alpha", "0"},
-        {{"DISPLAY", display_}}, dir + "/trayer.log");
-    if (!t) {
-      return false;
-    }
-    trayer_ = std::move(*t);
-    return true;
-  }
-  const std::string& display() const { return display_; }
-  ~XSession() {
-    trayer_.stop();
-    xvfb_.stop();
-  }
-
- private:
-  Child xvfb_, trayer_;
-  std::string display_;
-};
 
 // Samples of the wav backend's output file so far (s16 stereo after the
 // 44-byte header; the file grows while the daemon runs).

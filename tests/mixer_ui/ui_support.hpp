@@ -109,6 +109,8 @@ class UiRig {
     }
   }
   const std::string& dir() const { return dir_.path(); }
+  // Another --backend (before start()), e.g. "pulse:unix:/path/native".
+  void set_backend(std::string b) { backend_ = std::move(b); }
   std::string control() const { return dir_.path() + "/control"; }
   std::string wav_path() const { return dir_.path() + "/out.wav"; }
 
@@ -151,12 +153,16 @@ class UiRig {
     std::ofstream(dir_.path() + "/policy/30-qaudio.policy") << "qaudio.Play * @anyvm * allow\n"
                                                                "qaudio.Mic * work * ask\n"
                                                                "qaudio.Mic * personal * deny\n";
-    auto d =
-        Child::spawn({QAUDIO_DAEMON_BIN, "--channel", "unix:" + dir_.path() + "/chan", "--backend",
-                      backend_, "--qube", "work=1", "--qube", "personal=2", "--label", "work=blue",
-                      "--label", "personal=yellow", "--policy-dir", dir_.path() + "/policy",
-                      "--audio-qube", "sys-audio", "--control", control()},
-                     {}, dir_.path() + "/daemon.log");
+    std::vector<std::string> argv{
+        QAUDIO_DAEMON_BIN, "--channel",    "unix:" + dir_.path() + "/chan",
+        "--backend",       backend_,       "--qube",
+        "work=1",          "--qube",       "personal=2",
+        "--label",         "work=blue",    "--label",
+        "personal=yellow", "--policy-dir", dir_.path() + "/policy",
+        "--audio-qube",    "sys-audio",    "--control",
+        control()};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    auto d = Child::spawn(argv, daemon_env, dir_.path() + "/daemon.log");
     if (!d) {
       return false;
     }
@@ -170,6 +176,16 @@ class UiRig {
 
   bool start() { return start_agents() && start_daemon(); }
   void stop_daemon() { daemon_.stop(); }
+  pid_t daemon_pid() const { return daemon_.pid(); }
+  // work's agent leaves (its recording, and so its mic request, ends).
+  void stop_work() { work_.stop(); }
+  // Replaces the qaudio.Mic rule for work (the daemon watches the files).
+  void set_work_mic_policy(const std::string& action) {
+    std::ofstream(dir_.path() + "/policy/30-qaudio.policy")
+        << "qaudio.Play * @anyvm * allow\n"
+           "qaudio.Mic * work * "
+        << action << "\nqaudio.Mic * personal * deny\n";
+  }
 
   json query(const std::string& method, const json& params = json::object()) {
     json req = {{"id", 1}, {"method", method}};
@@ -186,6 +202,10 @@ class UiRig {
     }
     return r["result"]["qubes"][0];
   }
+  // Added to the daemon's command line / environment by start_daemon().
+  std::vector<std::string> extra_args;
+  qaudio::test::EnvVars daemon_env;
+
   std::string daemon_log() const {
     std::ifstream in(dir_.path() + "/daemon.log");
     return std::string(std::istreambuf_iterator<char>(in), {});

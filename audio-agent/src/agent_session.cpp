@@ -600,8 +600,9 @@ void AgentSession::drop_stale_playback() {
     uint32_t ms =
         opts_.max_queue_ms != 0 ? opts_.max_queue_ms : std::max<uint32_t>(opts_.latency_ms * 4, 40);
     keep = src.bytes_for_ms(ms);
-    if (trim_frames_ > 0) {  // a trim waits for its frames: keep them
-      keep = std::max(keep, trim_buf_.size());
+    if (trim_frames_ > 0) {  // a trim waits for its frames: room for them too
+      const size_t fade = src.rate * static_cast<size_t>(kTrimFade.count()) / 1000;
+      keep += (trim_frames_ + fade) * fb;
     }
   }
   size_t have = ring.readable() / fb * fb;

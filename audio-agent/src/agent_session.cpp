@@ -702,6 +702,10 @@ void AgentSession::observe_backlog(Clock::time_point now) {
   const int64_t queue = bytes_ns(backend_.rings().playback().readable(), src) +
                         static_cast<int64_t>(last_latency_->daemon_buffer_ns);
   trimmer_.observe(queue, ns_of(now));
+  const int64_t level = trimmer_.level_ns();
+  backend_.on_queue(
+      std::chrono::nanoseconds(queue),
+      std::chrono::nanoseconds(level > 0 ? level : int64_t{opts_.latency_ms} * 1'000'000), true);
   if (trim_frames_ == 0) {
     if (int64_t d = trimmer_.due(ns_of(now)); d > 0) {
       trim_frames_ = static_cast<size_t>(static_cast<double>(d) * src.rate / 1e9);
@@ -746,6 +750,17 @@ void AgentSession::on_timer() {
   }
   flush_control();
   observe_backlog(now);
+  if (phase_ == SessionPhase::Stock && playback_ready_ && !sent_corked_) {
+    // Stock: no reports; what the agent sees queued is its ring + the channel.
+    const StreamFormat src = backend_.playback_format();
+    auto ns = [](size_t bytes, const StreamFormat& f) {
+      return static_cast<int64_t>(static_cast<double>(bytes) /
+                                  static_cast<double>(f.frame_bytes()) * 1e9 / f.rate);
+    };
+    backend_.on_queue(std::chrono::nanoseconds(ns(backend_.rings().playback().readable(), src) +
+                                               ns(channel_in_flight(), wire_format_)),
+                      std::chrono::milliseconds(opts_.latency_ms), false);
+  }
   pump_playback();
   if (playback_ready_ && !sent_corked_ && now - last_queue_log_ >= std::chrono::seconds(1)) {
     last_queue_log_ = now;

@@ -25,7 +25,7 @@ void BacklogTrimmer::observe(int64_t queue_ns, int64_t now_ns) {
 }
 
 int64_t BacklogTrimmer::level_ns() const {
-  return lowest_ < 0 ? -1 : std::max(lowest_, cfg_.target_ns);
+  return lowest_ < 0 ? -1 : std::max(std::min(lowest_, cfg_.max_level_ns), cfg_.target_ns);
 }
 
 int64_t BacklogTrimmer::due(int64_t now_ns) {

@@ -13,7 +13,10 @@
 // prebuffers again; the first window, which holds that prebuffering, is not
 // counted), but at least `target` (--latency-ms). So a daemon that
 // keeps a larger prebuffer is never trimmed below it (that would underrun),
-// and a stream that never stalled is never touched. After a trim the next
+// and a stream that never stalled is never touched. The level is at most
+// `max_level` (60 ms, above the daemon's stock prebuffer of 40 ms): a queue
+// that was already backed up when the level was measured (e.g. the device
+// started late) is still trimmed down to it. After a trim the next
 // window starts, so the reports reflect the trim before the next decision.
 // A trim is at most `max_step` (larger backlogs go in several steps).
 //
@@ -39,6 +42,7 @@ class BacklogTrimmer {
     int64_t tolerance_ns = 5'000'000;   // excess left alone
     int64_t window_ns = 1'000'000'000;  // the minimum is taken over this long
     int64_t max_step_ns = 100'000'000;  // the most one trim drops
+    int64_t max_level_ns = 60'000'000;  // a level above this is a backlog, not a prebuffer
   };
 
   BacklogTrimmer() = default;

@@ -345,6 +345,11 @@ std::variant<DaemonCli, int> parse_cli(int argc, const char* const* argv) {
                                   "Sound server buffer target for pulse/pipewire (default 20)")
                        ->type_name("MS");
   uint32_t native_target = 0, native_buffer = 0;
+  int32_t tick_skew = 0;
+  app.add_option("--test-tick-skew-ppm", tick_skew,
+                 "Test hook: ClockTicks report a device this many ppm fast (-20000..20000)")
+      ->check(CLI::Range(-20000, 20000))
+      ->group("");  // hidden: for tests only
   auto* o_ntarget = app.add_option("--native-target-ms", native_target,
                                    "Playback prebuffer of native qubes (default " +
                                        std::to_string(kDefaultNativeTargetFill.count()) +
@@ -452,6 +457,7 @@ std::variant<DaemonCli, int> parse_cli(int argc, const char* const* argv) {
   if (o_verbose->count() > 0) {
     cli.verbose = verbose_cli;
   }
+  cli.options.session.test_tick_skew_ppm = tick_skew;
   (void)o_qube;
   for (const auto& s : qubes) {
     auto q = parse_qube_spec(s);

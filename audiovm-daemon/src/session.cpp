@@ -456,6 +456,11 @@ void Session::send_clock_tick() {
   }
   proto::ClockTick t;
   t.frames_played = timing->device_frames;
+  if (cfg_.test_tick_skew_ppm != 0) {  // test hook: a device clock that is off
+    const int64_t skew =
+        static_cast<int64_t>(t.frames_played) * cfg_.test_tick_skew_ppm / 1'000'000;
+    t.frames_played = static_cast<uint64_t>(static_cast<int64_t>(t.frames_played) + skew);
+  }
   t.device_time_ns = static_cast<uint64_t>(std::max<int64_t>(timing->device_time_ns, 0));
   t.device_rate = std::clamp(backend_.format().rate, proto::kMinDeviceRate, proto::kMaxDeviceRate);
   send(t, Priority::Droppable);

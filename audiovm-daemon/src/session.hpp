@@ -87,6 +87,9 @@ struct SessionConfig {
   // sound server for a small buffer (0 = the backend's default).
   std::chrono::milliseconds native_target_fill{kDefaultNativeTargetFill};
   std::chrono::milliseconds native_buffer{kDefaultNativeBuffer};
+  // Test hook (--test-tick-skew-ppm): ClockTicks claim a device this many
+  // ppm faster (> 0) or slower than it is, as a drifting clock would.
+  int32_t test_tick_skew_ppm = 0;
   std::chrono::milliseconds playback_ring{500};  // playback memory bound
   std::chrono::milliseconds mic_queue{200};      // mic kept for a slow reader
 };

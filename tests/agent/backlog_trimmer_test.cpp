@@ -107,6 +107,16 @@ TEST(BacklogTrimmer, a_daemon_with_a_larger_prebuffer_is_not_trimmed_below_it) {
   EXPECT_EQ(t.level_ns(), 40 * kMs);
 }
 
+TEST(BacklogTrimmer, a_backlog_present_from_the_start_is_trimmed_to_the_max_level) {
+  BacklogTrimmer t({.target_ns = 10 * kMs});
+  QueueModel q;
+  q.backlog = 600 * kMs;  // the device started late: 600 ms queued before any level
+  SimRun r = simulate(t, q, 10);
+  EXPECT_EQ(t.level_ns(), 60 * kMs);
+  EXPECT_LE(r.end_queue_min, (60 + 5) * kMs);
+  EXPECT_EQ(q.level, 8 * kMs);
+}
+
 TEST(BacklogTrimmer, the_prebuffering_window_after_reset_sets_no_level) {
   BacklogTrimmer t({.target_ns = 10 * kMs});
   // First window: the queue ramps from 0 (prebuffering); then steady at 30.

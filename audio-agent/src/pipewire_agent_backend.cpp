@@ -228,19 +228,19 @@ void PipeWireAgentBackend::on_clock_tick(uint64_t frames_played, uint64_t, uint3
 }
 
 // Agent loop thread. Native: feed-forward from the ticks + PI on the queue.
-// Stock (no ticks): the PI alone, and only on a queue above its level (our
+// Stock (no ticks): a proportional loop on a queue above its level only (our
 // daemon takes stock audio at once and rate-matches itself; a stock daemon
 // that reads slower fills the channel, which slows us down).
 void PipeWireAgentBackend::on_queue(std::chrono::nanoseconds queue,
                                     std::chrono::nanoseconds target,
                                     bool native) {
-  double q = static_cast<double>(queue.count()) * 1e-9;
+  const double q = static_cast<double>(queue.count()) * 1e-9;
   const double t = static_cast<double>(target.count()) * 1e-9;
-  if (!native) {
-    q = std::max(q, t);
-  }
   const int64_t now = now_ns();
-  const double r = follower_.update(q, t, now);
+  // Stock: proportional only (no integral that could keep a bias once the
+  // queue is back), slowing down by 0.2 % per 10 ms above the level, <= 1 %.
+  const double r =
+      native ? follower_.update(q, t, now) : 1.0 - std::clamp(0.2 * (q - t), 0.0, 0.01);
   ratio_.store(r, std::memory_order_relaxed);
   if (!logged_driving_ && cycles_.load(std::memory_order_relaxed) > 0) {
     logged_driving_ = true;

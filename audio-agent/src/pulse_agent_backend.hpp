@@ -28,7 +28,7 @@ namespace qaudio::agent {
 
 struct PulseAgentOptions {
   std::string server;         // empty: libpulse's default (PULSE_SERVER, per-user socket)
-  uint32_t fragment_ms = 3;   // monitor fragment and mic feed target
+  uint32_t fragment_ms = 3;   // monitor fragment (the mic feed uses at least 5 ms)
   bool set_default = true;    // make "Qubes audio"/"Qubes microphone" the defaults
   bool keep_devices = false;  // leave the modules loaded on stop()
 };

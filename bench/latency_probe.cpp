@@ -11,14 +11,19 @@
 // own buffering cancels out). Runs native and forced-stock modes.
 //
 //   qaudio-latency-probe [--impulses N] [--agent PATH] [--daemon PATH] [--keep DIR] [-v]
+//                        [--mode native|stock] (default both)
+//                        [--daemon-arg=ARG]... [--agent-arg=ARG]...   (extra options, e.g.
+//                        --daemon-arg=--native-target-ms=4 to try other settings)
 #include <pulse/error.h>
 #include <pulse/simple.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "sound_servers.hpp"
@@ -91,7 +96,12 @@ struct Result {
   std::string error;
 };
 
-Result measure(const PulseServer& audio, const PulseServer& app, int impulses) {
+// `before_close` runs while the streams are still open (the counters then do
+// not include the end of the stream).
+Result measure(const PulseServer& audio,
+               const PulseServer& app,
+               int impulses,
+               const std::function<void()>& before_close) {
   Result res;
   res.impulses = static_cast<size_t>(impulses);
   const double total_s = kWarmup + kSpacing * impulses + 0.5;
@@ -134,6 +144,7 @@ Result measure(const PulseServer& audio, const PulseServer& app, int impulses) {
     }
   }
   reader.join();
+  before_close();
   auto left = onsets(recorded, 0);
   auto right = onsets(recorded, 1);
   for (size_t l : left) {
@@ -158,6 +169,8 @@ int main(int argc, char** argv) {
   std::string daemon = QAUDIO_DAEMON_PATH;
   std::string keep;
   bool verbose = false;
+  std::vector<std::string> daemon_extra, agent_extra;
+  std::string only_mode;  // native or stock; empty: both
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--impulses" && i + 1 < argc) {
@@ -166,6 +179,12 @@ int main(int argc, char** argv) {
       agent = argv[++i];
     } else if (a == "--daemon" && i + 1 < argc) {
       daemon = argv[++i];
+    } else if (a.starts_with("--daemon-arg=")) {
+      daemon_extra.push_back(a.substr(13));
+    } else if (a.starts_with("--agent-arg=")) {
+      agent_extra.push_back(a.substr(12));
+    } else if (a == "--mode" && i + 1 < argc) {
+      only_mode = argv[++i];
     } else if (a == "-v") {
       verbose = true;
     } else if (a == "--keep" && i + 1 < argc) {
@@ -173,7 +192,8 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: qaudio-latency-probe [--impulses N] [--agent PATH] [--daemon PATH] "
-                   "[--keep DIR] [-v]\n");
+                   "[--keep DIR] [-v] [--mode native|stock] [--daemon-arg=ARG]... "
+                   "[--agent-arg=ARG]...\n");
       return 2;
     }
   }
@@ -196,23 +216,68 @@ int main(int argc, char** argv) {
   qaudio::test::use_private_env_in_process(audio.client_env());
   const std::string vchan = base + "/vchan";
   qaudio::test::make_dir(vchan);
-  auto d = Child::spawn(
-      {daemon, "--channel", "unix:" + vchan, "--qube", "work=5", "--audio-domid", "1", "--backend",
-       "pulse:" + audio.server(), "--control", base + "/control.sock", "-v"},
-      audio.client_env(), base + "/daemon.log");
+  std::vector<std::string> dargs{daemon,
+                                 "--channel",
+                                 "unix:" + vchan,
+                                 "--qube",
+                                 "work=5",
+                                 "--audio-domid",
+                                 "1",
+                                 "--backend",
+                                 "pulse:" + audio.server(),
+                                 "--control",
+                                 base + "/control.sock",
+                                 "-v"};
+  dargs.insert(dargs.end(), daemon_extra.begin(), daemon_extra.end());
+  auto d = Child::spawn(dargs, audio.client_env(), base + "/daemon.log");
   if (!d) {
     std::fprintf(stderr, "qaudio-latency-probe: cannot start %s\n", daemon.c_str());
     return 1;
   }
-  std::printf("| mode | impulses matched | added latency median | p10 | p90 | min | max |\n");
-  std::printf("|---|---|---|---|---|---|---|\n");
+  // The daemon's underrun counter for qube "work" (SIGUSR1 logs the counters).
+  size_t usr1 = 0;
+  auto daemon_underruns = [&]() -> long {
+    ::kill(d->pid(), SIGUSR1);
+    ++usr1;
+    std::string text;
+    auto count = [&] {
+      size_t n = 0;
+      for (size_t p = text.find("underruns="); p != std::string::npos;
+           p = text.find("underruns=", p + 1)) {
+        ++n;
+      }
+      return n;
+    };
+    if (!wait_until(
+            [&] {
+              text = read_text(base + "/daemon.log");
+              return count() >= usr1;
+            },
+            5s, 20ms)) {
+      return -1;
+    }
+    return std::atol(text.c_str() + text.rfind("underruns=") + 10);
+  };
+  // SIGUSR1 only once the daemon handles it (its session logs first).
+  wait_until([&] { return read_text(base + "/daemon.log").find("work:") != std::string::npos; },
+             10s, 20ms);
+  long underruns_before = daemon_underruns();
+  std::printf(
+      "| mode | impulses matched | added latency median | p10 | p90 | min | max | daemon "
+      "underruns |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
   int rc = 0;
   for (const char* mode : {"native", "stock"}) {
+    if (!only_mode.empty() && only_mode != mode) {
+      continue;
+    }
     std::string log = base + "/agent-" + mode + ".log";
-    auto ag =
-        Child::spawn({agent, "--backend", "pulse:" + app.server(), "--channel", "unix:" + vchan,
-                      "--domid", "5", "--audiovm-domid", "1", "--protocol", mode, "-v"},
-                     app.client_env(), log);
+    std::vector<std::string> aargs{
+        agent,     "--backend", "pulse:" + app.server(), "--channel", "unix:" + vchan,
+        "--domid", "5",         "--audiovm-domid",       "1",         "--protocol",
+        mode,      "-v"};
+    aargs.insert(aargs.end(), agent_extra.begin(), agent_extra.end());
+    auto ag = Child::spawn(aargs, app.client_env(), log);
     std::string want = std::string(mode) + " protocol";
     if (!ag ||
         !wait_until([&] { return read_text(log).find(want) != std::string::npos; }, 20s, 50ms)) {
@@ -221,7 +286,13 @@ int main(int argc, char** argv) {
       rc = 1;
       continue;
     }
-    Result r = measure(audio, app, impulses);
+    long underruns = 0;
+    underruns_before = daemon_underruns();
+    Result r = measure(audio, app, impulses, [&] {
+      long now = daemon_underruns();
+      underruns = now - underruns_before;
+      underruns_before = now;
+    });
     ag->stop();
     if (!r.error.empty() || r.added_ms.empty()) {
       std::fprintf(stderr, "qaudio-latency-probe: %s: %s\n", mode,
@@ -234,9 +305,9 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s %.1f\n", mode, v);
       }
     }
-    std::printf("| %s | %zu/%zu | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms |\n", mode,
+    std::printf("| %s | %zu/%zu | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %ld |\n", mode,
                 r.added_ms.size(), r.impulses, pct(r.added_ms, 0.5), pct(r.added_ms, 0.1),
-                pct(r.added_ms, 0.9), pct(r.added_ms, 0.0), pct(r.added_ms, 1.0));
+                pct(r.added_ms, 0.9), pct(r.added_ms, 0.0), pct(r.added_ms, 1.0), underruns);
     std::fflush(stdout);
   }
   d->stop();

@@ -95,6 +95,13 @@ class AgentBackend {
   virtual void on_clock_tick(uint64_t /*frames_played*/,
                              uint64_t /*device_time_ns*/,
                              uint32_t /*device_rate*/) {}
+  // Every agent tick (10 ms) while playback runs: the queue between the qube
+  // and the device (native: the agent ring + the daemon's buffer; stock:
+  // the agent ring + the channel) and the level it should stay at. A
+  // backend that drives its sound system's clock steers on it.
+  virtual void on_queue(std::chrono::nanoseconds /*queue*/,
+                        std::chrono::nanoseconds /*target*/,
+                        bool /*native*/) {}
   // For logs: "pulse (unix:/run/pulse/native)".
   virtual std::string describe() const = 0;
 };

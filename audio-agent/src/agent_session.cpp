@@ -4,13 +4,14 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "qaudio/log.hpp"
 
 namespace qaudio::agent {
 
 using protocol::AgentNegotiator;
-using Clock = std::chrono::steady_clock;
+using Clock = AgentSession::Clock;
 using namespace std::chrono_literals;
 
 namespace {
@@ -19,6 +20,12 @@ constexpr auto kCorkDelay = 100ms;    // idle this long before corking (lets the
 constexpr auto kServeRetry = 1000ms;  // after a failed serve()
 constexpr size_t kMaxControlBacklog = 1 << 16;
 constexpr size_t kChunkFrames = 1024;
+constexpr auto kTrimFade = 2ms;  // crossfade across a backlog trim
+constexpr int64_t kTrimMaxStepNs = 100'000'000;
+
+int64_t ns_of(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
 }  // namespace
 
 std::optional<ProtocolMode> protocol_mode_from_string(std::string_view s) {
@@ -52,7 +59,12 @@ AgentSession::AgentSession(EventLoop& loop,
                            AgentBackend& backend,
                            std::unique_ptr<Transport> transport,
                            AgentOptions opts)
-    : loop_(loop), backend_(backend), transport_(std::move(transport)), opts_(opts) {}
+    : loop_(loop),
+      backend_(backend),
+      transport_(std::move(transport)),
+      opts_(opts),
+      trimmer_(BacklogTrimmer::Config{.target_ns = int64_t{opts.latency_ms} * 1'000'000,
+                                      .max_step_ns = kTrimMaxStepNs}) {}
 
 AgentSession::~AgentSession() {
   stop();
@@ -152,6 +164,9 @@ void AgentSession::disconnect(const std::string& why) {
   heartbeat_.reset();
   ctl_out_.clear();
   play_out_off_ = play_out_len_ = 0;
+  play_capacity_ = 0;
+  trim_frames_ = 0;
+  trimmer_.reset();
   playback_ready_ = capture_ready_ = false;
   playback_fallback_tried_ = capture_fallback_tried_ = false;
   if (last_latency_) {
@@ -450,6 +465,9 @@ void AgentSession::send_cork(bool cork) {
   log_debug("playback %s", cork ? "corked" : "uncorked");
   if (!cork) {
     // Start from fresh data: what the ring holds is older than the cork.
+    // The daemon prebuffers again: a new level for the trimmer.
+    trim_frames_ = 0;
+    trimmer_.reset();
     drop_stale_playback();
     if (play_conv_) {
       play_conv_->reset();
@@ -543,6 +561,11 @@ void AgentSession::set_wire_playback(StreamFormat f) {
     play_out_.assign(play_in_.size(), std::byte{0});
   }
   play_out_off_ = play_out_len_ = 0;
+  const size_t max_trim = static_cast<size_t>(kTrimMaxStepNs * src.rate / 1'000'000'000) +
+                          src.rate * static_cast<size_t>(kTrimFade.count()) / 1000;
+  trim_buf_.assign(max_trim * src.frame_bytes(), std::byte{0});
+  trim_frames_ = 0;
+  trimmer_.reset();
   playback_ready_ = true;
   log_info("playback on the wire: %s%s", to_string(f).c_str(),
            play_conv_ ? " (converted)" : " (as the app plays it)");
@@ -577,6 +600,10 @@ void AgentSession::drop_stale_playback() {
     uint32_t ms =
         opts_.max_queue_ms != 0 ? opts_.max_queue_ms : std::max<uint32_t>(opts_.latency_ms * 4, 40);
     keep = src.bytes_for_ms(ms);
+    if (trim_frames_ > 0) {  // a trim waits for its frames: room for them too
+      const size_t fade = src.rate * static_cast<size_t>(kTrimFade.count()) / 1000;
+      keep += (trim_frames_ + fade) * fb;
+    }
   }
   size_t have = ring.readable() / fb * fb;
   if (have > keep) {
@@ -603,6 +630,12 @@ void AgentSession::pump_playback() {
       }
     }
     play_out_off_ = play_out_len_ = 0;
+    if (trim_frames_ > 0) {
+      if (!splice_trim()) {
+        return;  // holding until the trim's frames are in (the daemon has them queued)
+      }
+      continue;
+    }
     size_t space = play_ch_->buffer_space();
     size_t avail = ring.readable() / fb * fb;
     if (space == 0 || avail == 0) {
@@ -618,6 +651,64 @@ void AgentSession::pump_playback() {
       size_t n = ring.read(std::span(play_in_).first(std::min(avail, play_in_.size())));
       auto d = play_conv_->process(std::span(play_in_).first(n), play_out_);
       play_out_len_ = d.out_bytes;
+    }
+  }
+}
+
+// A decided trim: once trim + fade frames are in the ring, replace them by
+// the fade frames of the crossfade (splice_drop) and queue those for 4713.
+// Returns false while the frames are not all in yet.
+bool AgentSession::splice_trim() {
+  const StreamFormat src = backend_.playback_format();
+  const size_t fb = src.frame_bytes();
+  const size_t fade = src.rate * static_cast<size_t>(kTrimFade.count()) / 1000;
+  const size_t need = (trim_frames_ + fade) * fb;
+  auto& ring = backend_.rings().playback();
+  if (ring.readable() < need) {
+    return false;
+  }
+  std::span<std::byte> buf = std::span(trim_buf_).first(need);
+  ring.read(buf);
+  const size_t n = splice_drop(buf, src, trim_frames_, fade);
+  stats_.trims++;
+  stats_.trimmed_frames += trim_frames_;
+  log_debug("trimmed a backlog of %.1f ms", static_cast<double>(trim_frames_) * 1e3 / src.rate);
+  trim_frames_ = 0;
+  if (!play_conv_) {
+    std::memcpy(play_out_.data(), buf.data(), std::min(n, play_out_.size()));
+    play_out_len_ = std::min(n, play_out_.size());
+  } else {
+    auto d = play_conv_->process(buf.first(n), play_out_);
+    play_out_len_ = d.out_bytes;
+  }
+  return true;
+}
+
+// Native: the queue (agent ring + daemon buffer) for the trimmer; decides
+// a trim when one is due.
+void AgentSession::observe_backlog(Clock::time_point now) {
+  if (!opts_.trim_backlog || phase_ != SessionPhase::Native || !playback_ready_ || sent_corked_ ||
+      !last_latency_) {
+    return;
+  }
+  const StreamFormat src = backend_.playback_format();
+  auto bytes_ns = [](size_t bytes, const StreamFormat& f) {
+    return static_cast<int64_t>(static_cast<double>(bytes) / static_cast<double>(f.frame_bytes()) *
+                                1e9 / f.rate);
+  };
+  // The channel is left out: the daemon reads it at once (a backlog there
+  // shows in the daemon buffer soon after), and on unix its in-flight count
+  // includes the kernel's per-write overhead, which would trim real audio.
+  const int64_t queue = bytes_ns(backend_.rings().playback().readable(), src) +
+                        static_cast<int64_t>(last_latency_->daemon_buffer_ns);
+  trimmer_.observe(queue, ns_of(now));
+  const int64_t level = trimmer_.level_ns();
+  backend_.on_queue(
+      std::chrono::nanoseconds(queue),
+      std::chrono::nanoseconds(level > 0 ? level : int64_t{opts_.latency_ms} * 1'000'000), true);
+  if (trim_frames_ == 0) {
+    if (int64_t d = trimmer_.due(ns_of(now)); d > 0) {
+      trim_frames_ = static_cast<size_t>(static_cast<double>(d) * src.rate / 1e9);
     }
   }
 }
@@ -658,7 +749,23 @@ void AgentSession::on_timer() {
     return;
   }
   flush_control();
+  observe_backlog(now);
+  if (phase_ == SessionPhase::Stock && playback_ready_ && !sent_corked_) {
+    // Stock: no reports; what the agent sees queued is its ring + the channel.
+    const StreamFormat src = backend_.playback_format();
+    auto ns = [](size_t bytes, const StreamFormat& f) {
+      return static_cast<int64_t>(static_cast<double>(bytes) /
+                                  static_cast<double>(f.frame_bytes()) * 1e9 / f.rate);
+    };
+    backend_.on_queue(std::chrono::nanoseconds(ns(backend_.rings().playback().readable(), src) +
+                                               ns(channel_in_flight(), wire_format_)),
+                      std::chrono::milliseconds(opts_.latency_ms), false);
+  }
   pump_playback();
+  if (playback_ready_ && !sent_corked_ && now - last_queue_log_ >= std::chrono::seconds(1)) {
+    last_queue_log_ = now;
+    log_queue();
+  }
 }
 
 void AgentSession::report_latency() {
@@ -673,10 +780,37 @@ void AgentSession::report_latency() {
         static_cast<double>(bytes) / static_cast<double>(f.frame_bytes()) * 1e9 / f.rate));
   };
   auto queue = bytes_ns(backend_.rings().playback().readable(), src) +
-               bytes_ns(opts_.playback_ring.server_to_client / 2, wire_format_);
+               bytes_ns(channel_in_flight(), wire_format_);
   auto remote =
       std::chrono::nanoseconds(last_latency_->device_latency_ns + last_latency_->daemon_buffer_ns);
   backend_.set_remote_latency(queue + remote);
+}
+
+// Playback bytes written to 4713 that the daemon has not read yet: the
+// channel's capacity (the most room it ever showed on this connection) minus
+// its room now.
+size_t AgentSession::channel_in_flight() {
+  if (!play_ch_ || !play_ch_->is_open()) {
+    return 0;
+  }
+  const size_t space = play_ch_->buffer_space();
+  play_capacity_ = std::max(play_capacity_, space);
+  return play_capacity_ - space + (play_out_len_ - play_out_off_);
+}
+
+// Once a second at debug level: where the playback latency is, stage by stage.
+void AgentSession::log_queue() {
+  const StreamFormat src = backend_.playback_format();
+  auto ms = [](size_t bytes, const StreamFormat& f) {
+    return static_cast<double>(bytes) / static_cast<double>(f.frame_bytes()) * 1e3 / f.rate;
+  };
+  log_debug(
+      "playback queue: backend %.1f ms, agent ring %.1f ms, channel %.1f ms, daemon %.1f ms, "
+      "device %.1f ms",
+      static_cast<double>(backend_.own_latency().count()) / 1e6,
+      ms(backend_.rings().playback().readable(), src), ms(channel_in_flight(), wire_format_),
+      last_latency_ ? static_cast<double>(last_latency_->daemon_buffer_ns) / 1e6 : -1.0,
+      last_latency_ ? static_cast<double>(last_latency_->device_latency_ns) / 1e6 : -1.0);
 }
 
 // ------------------------------------------------------------ listener ----

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "agent_backend.hpp"
+#include "backlog_trimmer.hpp"
 #include "pcm_convert.hpp"
 #include "qaudio/channel.hpp"
 #include "qaudio/event_loop.hpp"
@@ -59,6 +60,9 @@ struct AgentOptions {
   // When non-zero, overrides that bound (the ALSA plugin: an app may write
   // a whole ALSA buffer at once).
   uint32_t max_queue_ms = 0;
+  // Native: drop a backlog that a stall left queued (BacklogTrimmer; the
+  // level trimmed to is at least latency_ms).
+  bool trim_backlog = true;
   RingSizes playback_ring{16384, 1024};  // 4713: qube -> audio domain
   RingSizes control_ring{4096, 32768};   // 4714: control out, mic PCM in
 };
@@ -79,11 +83,14 @@ struct SessionStats {
   std::atomic<uint64_t> mic_stops{0};
   std::atomic<uint64_t> latency_reports{0};
   std::atomic<uint64_t> clock_ticks{0};
-  std::atomic<int> phase{0};  // SessionPhase
+  std::atomic<uint64_t> trims{0};           // backlog trims (native)
+  std::atomic<uint64_t> trimmed_frames{0};  // frames they dropped
+  std::atomic<int> phase{0};                // SessionPhase
 };
 
 class AgentSession : private AgentBackend::Listener {
  public:
+  using Clock = std::chrono::steady_clock;
   AgentSession(EventLoop& loop,
                AgentBackend& backend,
                std::unique_ptr<Transport> transport,
@@ -132,10 +139,14 @@ class AgentSession : private AgentBackend::Listener {
   void flush_control();
   void pump_playback();
   void drop_stale_playback();
+  bool splice_trim();
+  void observe_backlog(Clock::time_point now);
   void set_wire_playback(StreamFormat f);
   void set_wire_capture(StreamFormat f);
   void on_timer();
   void report_latency();
+  size_t channel_in_flight();
+  void log_queue();
   void set_phase(SessionPhase p);
 
   EventLoop& loop_;
@@ -177,6 +188,11 @@ class AgentSession : private AgentBackend::Listener {
   std::vector<std::byte> play_out_;          // converter output / pending write
   size_t play_out_off_ = 0;
   size_t play_out_len_ = 0;
+  size_t play_capacity_ = 0;  // most room 4713 showed on this connection
+  BacklogTrimmer trimmer_;
+  size_t trim_frames_ = 0;           // a decided trim waiting for its frames
+  std::vector<std::byte> trim_buf_;  // trim + fade frames, allocated with the format
+  std::chrono::steady_clock::time_point last_queue_log_{};
 
   // Capture path.
   bool capture_ready_ = false;

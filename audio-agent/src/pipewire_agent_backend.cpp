@@ -2,14 +2,19 @@
 #include "pipewire_agent_backend.hpp"
 
 #include <pipewire/pipewire.h>
+#include <spa/node/io.h>
 #include <spa/param/audio/format-utils.h>
 #include <spa/param/latency-utils.h>
 
+#include <time.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 
+#include "clock_follower.hpp"
 #include "qaudio/log.hpp"
 
 namespace qaudio::agent {
@@ -29,6 +34,10 @@ class PipeWireAgentBackend final : public AgentBackend {
     return std::chrono::milliseconds(opts_.latency_ms);
   }
   void set_remote_latency(std::chrono::nanoseconds latency) override;
+  void on_clock_tick(uint64_t frames_played, uint64_t device_time_ns, uint32_t rate) override;
+  void on_queue(std::chrono::nanoseconds queue,
+                std::chrono::nanoseconds target,
+                bool native) override;
   std::string describe() const override { return "pipewire"; }
 
  private:
@@ -39,6 +48,9 @@ class PipeWireAgentBackend final : public AgentBackend {
   pw_stream* make_stream(bool sink);
   static void on_process(void* data);
   static void on_state(void* data, pw_stream_state old, pw_stream_state state, const char* error);
+  static void on_io_changed(void* data, uint32_t id, void* area, uint32_t size);
+  static void on_drive(void* data, uint64_t expirations);
+  void arm_driver(bool on);
   void post_state(bool sink, bool streaming);
 
   PipeWireAgentOptions opts_;
@@ -57,7 +69,27 @@ class PipeWireAgentBackend final : public AgentBackend {
   std::optional<bool> active_;          // last reported (agent loop thread)
   std::optional<int64_t> reported_ns_;  // last ProcessLatency set (agent loop thread)
   std::optional<bool> mic_;
+
+  // Driver (the sink drives the graph of the apps that play into it): a
+  // timer on the thread loop starts one graph cycle per quantum, at the
+  // speed the ClockFollower asks for (ratio_, written by the agent loop
+  // thread, read by the timer).
+  spa_source* drive_timer_ = nullptr;
+  int64_t next_cycle_ns_ = 0;                        // thread-loop thread
+  std::atomic<spa_io_position*> position_{nullptr};  // the graph position (data thread)
+  std::atomic<double> ratio_{1.0};
+  std::atomic<uint64_t> cycles_{0};
+  std::atomic<uint32_t> quantum_{0};  // frames per cycle, last used
+  ClockFollower follower_;            // agent loop thread
+  bool logged_driving_ = false;
+  int64_t last_ratio_log_ns_ = 0;
 };
+
+int64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
 
 void PipeWireAgentBackend::on_process(void* data) {
   auto* c = static_cast<StreamCtx*>(data);
@@ -73,6 +105,12 @@ void PipeWireAgentBackend::on_process(void* data) {
     return;
   }
   if (c->sink) {
+    // Driving: the clock the followers see carries the production ratio
+    // (1.0 = nominal; > 1 = faster, following the audio domain's device).
+    spa_io_position* pos = self->position_.load(std::memory_order_relaxed);
+    if (pos != nullptr && pw_stream_is_driving(s)) {
+      pos->clock.rate_diff = self->ratio_.load(std::memory_order_relaxed);
+    }
     uint32_t off = std::min(d.chunk->offset, d.maxsize);
     uint32_t size = std::min(d.chunk->size, d.maxsize - off);
     self->rings_.playback().write({static_cast<std::byte*>(d.data) + off, size});
@@ -123,7 +161,100 @@ void PipeWireAgentBackend::on_state(void* data,
     c->self->loop_->post([l = c->self->listener_, what] { l->on_backend_error(what); });
     return;
   }
+  if (c->sink) {
+    c->self->arm_driver(state == PW_STREAM_STATE_STREAMING);
+  }
   c->self->post_state(c->sink, state == PW_STREAM_STATE_STREAMING);
+}
+
+void PipeWireAgentBackend::on_io_changed(void* data, uint32_t id, void* area, uint32_t size) {
+  auto* c = static_cast<StreamCtx*>(data);
+  if (c->sink && id == SPA_IO_Position) {
+    c->self->position_.store(size >= sizeof(spa_io_position) ? static_cast<spa_io_position*>(area)
+                                                             : nullptr);
+  }
+}
+
+// Thread-loop thread (state changes run there): starts or stops the cycles.
+void PipeWireAgentBackend::arm_driver(bool on) {
+  if (drive_timer_ == nullptr) {
+    return;
+  }
+  pw_loop* loop = pw_thread_loop_get_loop(tl_);
+  if (!on) {
+    pw_loop_update_timer(loop, drive_timer_, nullptr, nullptr, false);
+    return;
+  }
+  next_cycle_ns_ = now_ns() + 1'000'000;
+  timespec ts{static_cast<time_t>(next_cycle_ns_ / 1'000'000'000),
+              static_cast<long>(next_cycle_ns_ % 1'000'000'000)};
+  pw_loop_update_timer(loop, drive_timer_, &ts, nullptr, true);
+}
+
+// One graph cycle when the sink drives, then the next one a quantum later
+// at the followed speed (absolute times, so the period does not drift).
+void PipeWireAgentBackend::on_drive(void* data, uint64_t) {
+  auto* self = static_cast<PipeWireAgentBackend*>(data);
+  if (self->sink_ == nullptr) {
+    return;
+  }
+  const bool driving = pw_stream_is_driving(self->sink_);
+  if (driving) {
+    pw_stream_trigger_process(self->sink_);
+    self->cycles_.fetch_add(1, std::memory_order_relaxed);
+  }
+  uint64_t frames = static_cast<uint64_t>(self->opts_.rate) * self->opts_.latency_ms / 1000;
+  if (spa_io_position* pos = self->position_.load(std::memory_order_relaxed);
+      pos != nullptr && pos->clock.duration > 0 && pos->clock.duration <= 8192) {
+    frames = pos->clock.duration;  // the graph's quantum
+  }
+  self->quantum_.store(static_cast<uint32_t>(frames), std::memory_order_relaxed);
+  const double ratio = std::clamp(self->ratio_.load(std::memory_order_relaxed), 0.98, 1.02);
+  const int64_t period =
+      static_cast<int64_t>(static_cast<double>(frames) * 1e9 / self->opts_.rate / ratio);
+  const int64_t now = now_ns();
+  self->next_cycle_ns_ += period;
+  if (self->next_cycle_ns_ < now - 4 * period) {
+    self->next_cycle_ns_ = now + period;  // after a stall: do not burst to catch up
+  }
+  timespec ts{static_cast<time_t>(self->next_cycle_ns_ / 1'000'000'000),
+              static_cast<long>(self->next_cycle_ns_ % 1'000'000'000)};
+  pw_loop_update_timer(pw_thread_loop_get_loop(self->tl_), self->drive_timer_, &ts, nullptr, true);
+}
+
+// Agent loop thread.
+void PipeWireAgentBackend::on_clock_tick(uint64_t frames_played, uint64_t, uint32_t rate) {
+  follower_.on_tick(frames_played, rate, now_ns());
+}
+
+// Agent loop thread. Native: feed-forward from the ticks + PI on the queue.
+// Stock (no ticks): a proportional loop on a queue above its level only (our
+// daemon takes stock audio at once and rate-matches itself; a stock daemon
+// that reads slower fills the channel, which slows us down).
+void PipeWireAgentBackend::on_queue(std::chrono::nanoseconds queue,
+                                    std::chrono::nanoseconds target,
+                                    bool native) {
+  const double q = static_cast<double>(queue.count()) * 1e-9;
+  const double t = static_cast<double>(target.count()) * 1e-9;
+  const int64_t now = now_ns();
+  // Stock: proportional only (no integral that could keep a bias once the
+  // queue is back), slowing down by 0.2 % per 10 ms above the level, <= 1 %.
+  const double r =
+      native ? follower_.update(q, t, now) : 1.0 - std::clamp(0.2 * (q - t), 0.0, 0.01);
+  ratio_.store(r, std::memory_order_relaxed);
+  if (!logged_driving_ && cycles_.load(std::memory_order_relaxed) > 0) {
+    logged_driving_ = true;
+    log_info("pipewire: Qubes audio drives its graph (%s clock)",
+             native ? "following the audio domain's" : "rate-matched");
+  }
+  if (now - last_ratio_log_ns_ >= 5'000'000'000) {
+    last_ratio_log_ns_ = now;
+    log_debug(
+        "pipewire: driver ratio %.6f (device %.6f%s), queue %.1f ms, target %.1f ms, quantum %u, "
+        "position io %s",
+        r, follower_.device_ratio(), follower_.locked() ? "" : ", not locked yet", q * 1e3, t * 1e3,
+        quantum_.load(std::memory_order_relaxed), position_.load() != nullptr ? "yes" : "no");
+  }
 }
 
 pw_stream* PipeWireAgentBackend::make_stream(bool sink) {
@@ -136,10 +267,15 @@ pw_stream* PipeWireAgentBackend::make_stream(bool sink) {
       sink ? "Qubes audio" : "Qubes microphone", PW_KEY_NODE_VIRTUAL, "true", PW_KEY_NODE_LATENCY,
       latency.c_str(), PW_KEY_APP_NAME, "qubes-audio-agent", SPA_KEY_AUDIO_POSITION,
       sink ? "FL,FR" : "MONO", nullptr);
+  if (sink) {
+    // A driver, preferred over the Dummy-Driver for the graph of its apps.
+    pw_properties_set(props, PW_KEY_PRIORITY_DRIVER, "21000");
+  }
   static pw_stream_events events = [] {
     pw_stream_events e{};
     e.version = PW_VERSION_STREAM_EVENTS;
     e.state_changed = on_state;
+    e.io_changed = on_io_changed;
     e.process = on_process;
     return e;
   }();
@@ -164,8 +300,9 @@ pw_stream* PipeWireAgentBackend::make_stream(bool sink) {
   const spa_pod* params[1] = {spa_format_audio_raw_build(&b, SPA_PARAM_EnumFormat, &info)};
   int r = pw_stream_connect(
       s, sink ? PW_DIRECTION_INPUT : PW_DIRECTION_OUTPUT, PW_ID_ANY,
-      static_cast<pw_stream_flags>(PW_STREAM_FLAG_MAP_BUFFERS | PW_STREAM_FLAG_RT_PROCESS), params,
-      1);
+      static_cast<pw_stream_flags>(PW_STREAM_FLAG_MAP_BUFFERS | PW_STREAM_FLAG_RT_PROCESS |
+                                   (sink ? PW_STREAM_FLAG_DRIVER : 0)),
+      params, 1);
   if (r < 0) {
     pw_stream_destroy(s);
     return nullptr;
@@ -223,6 +360,7 @@ Result<void> PipeWireAgentBackend::start(EventLoop& loop, Listener& listener) {
     stop();
     return fail_errno("pipewire: cannot connect to the PipeWire daemon (is it running?)", err);
   }
+  drive_timer_ = pw_loop_add_timer(pw_thread_loop_get_loop(tl_), on_drive, this);
   sink_ = make_stream(true);
   source_ = make_stream(false);
   pw_thread_loop_unlock(tl_);
@@ -239,6 +377,11 @@ void PipeWireAgentBackend::stop() {
     return;
   }
   pw_thread_loop_lock(tl_);
+  if (drive_timer_ != nullptr) {
+    pw_loop_destroy_source(pw_thread_loop_get_loop(tl_), drive_timer_);
+    drive_timer_ = nullptr;
+  }
+  position_.store(nullptr);
   for (pw_stream** s : {&sink_, &source_}) {
     if (*s != nullptr) {
       pw_stream_destroy(*s);

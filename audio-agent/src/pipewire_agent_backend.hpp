@@ -10,10 +10,11 @@
 // Activity: the sink stream STREAMING = output active; the source stream
 // STREAMING = an app records. Latency: set_remote_latency() becomes the
 // sink input port's Latency param (direction Input), shown by pw-dump and
-// added by PipeWire to what linked apps see. The nodes are followers of
-// whatever driver the session manager picks (the Dummy-Driver when nothing
-// else): following the audio domain's ClockTick with a driver node is not
-// implemented yet (the rate law is ClockFollower, clock_follower.hpp).
+// added by PipeWire to what linked apps see. Clock: the sink is a driver
+// node (PW_STREAM_FLAG_DRIVER): a timer on the thread loop triggers one graph
+// cycle per quantum at the speed ClockFollower asks for (native: the audio
+// domain's ClockTicks + a PI loop on the queue; stock: the PI loop alone),
+// and the ratio is written as the clock's rate_diff.
 //
 //   auto be = make_pipewire_agent_backend({.latency_ms = 10});
 #pragma once

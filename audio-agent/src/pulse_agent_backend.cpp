@@ -5,6 +5,7 @@
 
 #include <pulse/pulseaudio.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <optional>
@@ -41,6 +42,9 @@ class PulseAgentBackend final : public AgentBackend {
   }
 
  private:
+  // The mic feed's fragment: the monitor's, but at least 5 ms (the mic
+  // reaches the apps through a second null sink; smaller starves it).
+  uint32_t mic_ms() const { return std::max<uint32_t>(opts_.fragment_ms, 5); }
   // All below run with the main loop lock held (or on its thread).
   Result<void> connect();
   bool wait_op(pa_operation* op);
@@ -225,7 +229,7 @@ void PulseAgentBackend::on_write(pa_stream* s, size_t n, void* p) {
   auto& ring = self->rings_.capture();
   const size_t fb = self->capture_format().frame_bytes();
   // Never let the mic lag behind: beyond 4 fragments, drop the oldest.
-  size_t cap = self->capture_format().bytes_for_ms(self->opts_.fragment_ms * 4 + 20);
+  size_t cap = self->capture_format().bytes_for_ms(self->mic_ms() * 4 + 20);
   if (ring.readable() > cap) {
     ring.skip((ring.readable() - cap) / fb * fb);
   }
@@ -260,9 +264,9 @@ Result<void> PulseAgentBackend::open_streams() {
   feed_ = pa_stream_new(ctx_, "Qubes microphone from the audio domain", &mic, nullptr);
   pa_buffer_attr wattr{};
   wattr.maxlength = static_cast<uint32_t>(-1);
-  wattr.tlength = static_cast<uint32_t>(capture_format().bytes_for_ms(opts_.fragment_ms * 2 + 10));
+  wattr.tlength = static_cast<uint32_t>(capture_format().bytes_for_ms(mic_ms() * 2 + 10));
   wattr.prebuf = 0;
-  wattr.minreq = static_cast<uint32_t>(capture_format().bytes_for_ms(opts_.fragment_ms));
+  wattr.minreq = static_cast<uint32_t>(capture_format().bytes_for_ms(mic_ms()));
   wattr.fragsize = static_cast<uint32_t>(-1);
   pa_stream_set_write_callback(feed_, on_write, this);
   if (pa_stream_connect_playback(

@@ -2,7 +2,7 @@
 // sound server is PulseAudio, built from stock modules on the client side:
 //   output: module-null-sink sink_name=qubes_audio (device.description
 //           "Qubes audio"); a record stream on qubes_audio.monitor with a
-//           small fragment (--latency-ms, default 5 ms) feeds the agent;
+//           small fragment (30 % of --latency-ms, 3 ms by default) feeds the agent;
 //   mic:    module-null-sink sink_name=qubes_mic_feed plus module-remap-source
 //           master=qubes_mic_feed.monitor source_name=qubes_microphone
 //           (device.description "Qubes microphone"); the agent plays mic PCM
@@ -28,7 +28,7 @@ namespace qaudio::agent {
 
 struct PulseAgentOptions {
   std::string server;         // empty: libpulse's default (PULSE_SERVER, per-user socket)
-  uint32_t fragment_ms = 5;   // monitor fragment and mic feed target
+  uint32_t fragment_ms = 3;   // monitor fragment (the mic feed uses at least 5 ms)
   bool set_default = true;    // make "Qubes audio"/"Qubes microphone" the defaults
   bool keep_devices = false;  // leave the modules loaded on stop()
 };

@@ -68,6 +68,10 @@ struct StreamInfo {
   std::string qube;         // qube name (application.name in sound servers)
   std::string label_color;  // e.g. "red" or "#cc0000"; may be empty
   std::string device;       // output/input device to use; empty = backend default
+  // Sound-server buffer for this stream (pulse tlength, pipewire quantum);
+  // 0 = the backend's default (BackendOptions::buffer). Native sessions ask
+  // for a small one: their agent follows the device clock.
+  std::chrono::milliseconds buffer{0};
 };
 
 struct DeviceInfo {

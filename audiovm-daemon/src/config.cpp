@@ -102,6 +102,14 @@ Result<void> set_scalar(DaemonCli& cli, std::string_view key, std::string_view v
       return fail(v.error());
     }
     o.backend_options.buffer = std::chrono::milliseconds(*v);
+  } else if (key == "native-target-ms" || key == "native-buffer-ms") {
+    const bool target = key == "native-target-ms";
+    auto v = number(target ? "native-target-ms" : "native-buffer-ms", target ? 1 : 0, 2000);
+    if (!v) {
+      return fail(v.error());
+    }
+    (target ? o.session.native_target_fill : o.session.native_buffer) =
+        std::chrono::milliseconds(*v);
   } else if (key == "stock-only" || key == "verbose") {
     auto b = parse_bool(value);
     if (!b) {
@@ -336,6 +344,22 @@ std::variant<DaemonCli, int> parse_cli(int argc, const char* const* argv) {
   auto* o_buffer = app.add_option("--buffer-ms", buffer,
                                   "Sound server buffer target for pulse/pipewire (default 20)")
                        ->type_name("MS");
+  uint32_t native_target = 0, native_buffer = 0;
+  int32_t tick_skew = 0;
+  app.add_option("--test-tick-skew-ppm", tick_skew,
+                 "Test hook: ClockTicks report a device this many ppm fast (-20000..20000)")
+      ->check(CLI::Range(-20000, 20000))
+      ->group("");  // hidden: for tests only
+  auto* o_ntarget = app.add_option("--native-target-ms", native_target,
+                                   "Playback prebuffer of native qubes (default " +
+                                       std::to_string(kDefaultNativeTargetFill.count()) +
+                                       "; stock qubes keep 40)")
+                        ->type_name("MS");
+  auto* o_nbuffer =
+      app.add_option("--native-buffer-ms", native_buffer,
+                     "Sound server buffer of native qubes' streams, 0 = --buffer-ms (default " +
+                         std::to_string(kDefaultNativeBuffer.count()) + ")")
+          ->type_name("MS");
   auto* o_state = app.add_option("--state-dir", state_dir,
                                  "Directory for per-qube volume/mute state (default: memory only)")
                       ->type_name("DIR");
@@ -420,7 +444,9 @@ std::variant<DaemonCli, int> parse_cli(int argc, const char* const* argv) {
         scalar(o_audio, "audio-domid", std::to_string(audio_domid)),
         scalar(o_rate, "rate", std::to_string(rate)),
         scalar(o_period, "period-ms", std::to_string(period)),
-        scalar(o_buffer, "buffer-ms", std::to_string(buffer))}) {
+        scalar(o_buffer, "buffer-ms", std::to_string(buffer)),
+        scalar(o_ntarget, "native-target-ms", std::to_string(native_target)),
+        scalar(o_nbuffer, "native-buffer-ms", std::to_string(native_buffer))}) {
     if (!r) {
       return usage(r.error().message);
     }
@@ -431,6 +457,7 @@ std::variant<DaemonCli, int> parse_cli(int argc, const char* const* argv) {
   if (o_verbose->count() > 0) {
     cli.verbose = verbose_cli;
   }
+  cli.options.session.test_tick_skew_ppm = tick_skew;
   (void)o_qube;
   for (const auto& s : qubes) {
     auto q = parse_qube_spec(s);

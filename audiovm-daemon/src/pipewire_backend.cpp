@@ -394,8 +394,14 @@ bool PipeWireBackend::create_stream_locked(PwStream& s) {
     return false;
   }
   const DeviceFormat f = options_.format;
+  // The quantum asked for: the period, or half a stream's own buffer when it
+  // asked for a smaller one (native sessions).
+  auto period_ms = options_.period;
+  if (s.info.buffer.count() > 0) {
+    period_ms = std::min(period_ms, std::max(s.info.buffer / 2, std::chrono::milliseconds(1)));
+  }
   const uint32_t period_frames = std::max<uint32_t>(
-      1, static_cast<uint32_t>(static_cast<uint64_t>(f.rate) * options_.period.count() / 1000));
+      1, static_cast<uint32_t>(static_cast<uint64_t>(f.rate) * period_ms.count() / 1000));
   const std::string latency = std::to_string(period_frames) + "/" + std::to_string(f.rate);
   const std::string node_name = "qaudio." + s.info.qube;
   const std::string media =

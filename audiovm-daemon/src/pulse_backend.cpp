@@ -393,7 +393,10 @@ bool PulseBackend::create_stream_locked(PulseStream& s) {
   auto bytes_for = [&](std::chrono::milliseconds ms) {
     return static_cast<uint32_t>(pa_usec_to_bytes(static_cast<pa_usec_t>(ms.count()) * 1000, &ss));
   };
-  const uint32_t tlength = std::max<uint32_t>(bytes_for(options_.buffer), 2 * frame_bytes);
+  // A stream's own buffer (native sessions: a few ms) or the backend's; the
+  // request size is the period, at most half the buffer.
+  const auto buffer = s.info.buffer.count() > 0 ? s.info.buffer : options_.buffer;
+  const uint32_t tlength = std::max<uint32_t>(bytes_for(buffer), 2 * frame_bytes);
   const uint32_t period = std::clamp<uint32_t>(bytes_for(options_.period), frame_bytes,
                                                std::max<uint32_t>(tlength / 2, frame_bytes));
   pa_buffer_attr attr;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cinttypes>
 #include <cstring>
 
 #include "qaudio/log.hpp"
@@ -360,6 +361,16 @@ void Session::on_tick() {
   }
   flush_out();
   pump_mic();
+  if (playback_ && log_level() <= LogLevel::Debug) {
+    auto c = playback_->counters();
+    if (c.underruns > logged_underruns_) {
+      log_debug("%s: playback underrun (%" PRIu64 " on this stream; %s, fill %.1f ms)",
+                cfg_.name.c_str(), c.underruns, draining_ ? "draining" : "playing",
+                static_cast<double>(c.fill_bytes) * 1e3 /
+                    static_cast<double>(play_format_.frame_bytes() * play_format_.rate));
+    }
+    logged_underruns_ = c.underruns;
+  }
   if (out_.size() > kMaxOutBytes) {
     close_session("the qube does not read its control channel", true);
     return;
@@ -374,7 +385,7 @@ void Session::on_tick() {
       log_debug("%s: drained, corked", cfg_.name.c_str());
     } else if (!c.running && !drain_padded_) {
       // Below the start threshold: pad with silence so the tail still plays.
-      size_t target = play_format_.bytes_for_ms(static_cast<uint32_t>(cfg_.target_fill.count()));
+      size_t target = play_format_.bytes_for_ms(static_cast<uint32_t>(play_target().count()));
       if (c.fill_bytes < target) {
         std::vector<std::byte> zeros(target - c.fill_bytes);
         playback_->write(zeros);
@@ -445,6 +456,11 @@ void Session::send_clock_tick() {
   }
   proto::ClockTick t;
   t.frames_played = timing->device_frames;
+  if (cfg_.test_tick_skew_ppm != 0) {  // test hook: a device clock that is off
+    const int64_t skew =
+        static_cast<int64_t>(t.frames_played) * cfg_.test_tick_skew_ppm / 1'000'000;
+    t.frames_played = static_cast<uint64_t>(static_cast<int64_t>(t.frames_played) + skew);
+  }
   t.device_time_ns = static_cast<uint64_t>(std::max<int64_t>(timing->device_time_ns, 0));
   t.device_rate = std::clamp(backend_.format().rate, proto::kMinDeviceRate, proto::kMaxDeviceRate);
   send(t, Priority::Droppable);
@@ -456,8 +472,10 @@ Result<void> Session::open_playback(const StreamFormat& fmt, bool adaptive) {
   PlaybackConfig pc;
   pc.format = fmt;
   pc.device = backend_.format();
-  pc.target_fill = cfg_.target_fill;
-  pc.ring = std::max(cfg_.playback_ring, 2 * cfg_.target_fill);
+  // Stock qubes (adaptive rate) keep stock's prebuffer; native qubes a small one.
+  play_native_ = !adaptive;
+  pc.target_fill = play_target();
+  pc.ring = std::max(cfg_.playback_ring, 2 * pc.target_fill);
   pc.adaptive_rate = adaptive;
   pc.volume_percent = volume_percent_;
   pc.muted = muted_;
@@ -474,7 +492,11 @@ Result<void> Session::open_playback(const StreamFormat& fmt, bool adaptive) {
     corked_ = true;
     draining_ = false;
   }
-  auto h = backend_.add_playback(StreamInfo{cfg_.name, cfg_.label, output_device_}, timed_.get());
+  StreamInfo info{cfg_.name, cfg_.label, output_device_};
+  if (play_native_) {
+    info.buffer = cfg_.native_buffer;
+  }
+  auto h = backend_.add_playback(info, timed_.get());
   if (!h) {
     return fail("backend refused the playback stream: " + h.error().message);
   }
@@ -496,8 +518,7 @@ void Session::close_playback() {
 }
 
 size_t Session::playback_ring_bound() const {
-  return ring_bound(play_format_, std::max(cfg_.playback_ring, 2 * cfg_.target_fill),
-                    cfg_.target_fill);
+  return ring_bound(play_format_, std::max(cfg_.playback_ring, 2 * play_target()), play_target());
 }
 
 void Session::fold_counters() {

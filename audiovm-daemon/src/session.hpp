@@ -64,6 +64,9 @@ enum class SessionProtocol : uint8_t { None, Stock, Negotiating, Native };
 std::string_view to_string(SessionState s);
 std::string_view to_string(SessionProtocol p);
 
+inline constexpr std::chrono::milliseconds kDefaultNativeTargetFill{8};
+inline constexpr std::chrono::milliseconds kDefaultNativeBuffer{10};
+
 struct SessionConfig {
   std::string name;          // the qube's name (identity comes from the config)
   uint32_t domid = 0;        // vchan server domain (the qube)
@@ -78,7 +81,15 @@ struct SessionConfig {
   std::chrono::milliseconds report_interval{100};     // Latency + ClockTick
   std::chrono::milliseconds heartbeat_interval{1000};
   unsigned heartbeat_misses = 3;
-  std::chrono::milliseconds target_fill{40};     // playback prebuffer
+  std::chrono::milliseconds target_fill{40};  // playback prebuffer (stock qubes)
+  // Native qubes: the agent follows the device clock (ClockTicks) and trims
+  // its own backlog, so the daemon keeps only a small prebuffer and asks the
+  // sound server for a small buffer (0 = the backend's default).
+  std::chrono::milliseconds native_target_fill{kDefaultNativeTargetFill};
+  std::chrono::milliseconds native_buffer{kDefaultNativeBuffer};
+  // Test hook (--test-tick-skew-ppm): ClockTicks claim a device this many
+  // ppm faster (> 0) or slower than it is, as a drifting clock would.
+  int32_t test_tick_skew_ppm = 0;
   std::chrono::milliseconds playback_ring{500};  // playback memory bound
   std::chrono::milliseconds mic_queue{200};      // mic kept for a slow reader
 };
@@ -177,6 +188,10 @@ class Session {
 
   // playback
   Result<void> open_playback(const StreamFormat& fmt, bool adaptive);
+  // The playback prebuffer of the open stream (native or stock).
+  std::chrono::milliseconds play_target() const {
+    return play_native_ ? cfg_.native_target_fill : cfg_.target_fill;
+  }
   void close_playback();
   void pump_playback();
   void cork(bool corked);
@@ -233,6 +248,7 @@ class Session {
   protocol::HeartbeatMonitor heartbeat_;
   std::vector<std::byte> out_;  // control bytes not yet written (whole frames)
   protocol::Latency last_latency_;
+  bool play_native_ = false;  // the playback stream is a native one (no adaptive rate)
 
   // playback
   std::unique_ptr<PlaybackStream> playback_;
@@ -263,7 +279,9 @@ class Session {
 
   // counters: totals of ended connections + the live streams
   SessionCounters totals_;
-  uint64_t ignored_underruns_ = 0;  // the end of a drain is not an underrun
+  uint64_t ignored_underruns_ = 0;
+  uint64_t logged_underruns_ =
+      0;  // debug log of underruns (per stream)  // the end of a drain is not an underrun
 
   std::vector<std::byte> buf_;      // playback I/O scratch, allocated once
   std::vector<std::byte> ctl_buf_;  // control reads (words/frames being processed)

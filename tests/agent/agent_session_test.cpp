@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "session_harness.hpp"
+#include "tone.hpp"
 
 namespace qaudio::agent::test {
 namespace {
@@ -273,6 +274,89 @@ TEST_P(AgentSessionTest, garbage_from_a_native_daemon_closes_the_connection) {
   d.write(*d.ctl, junk);
   ASSERT_TRUE(qaudio::test::wait_until([&] { return h.session().stats().disconnects.load() == 1; },
                                        5000ms, 2ms));
+}
+
+// A stall left 150 ms queued in the daemon (its Latency reports say so):
+// the agent drops the excess from its own stream, crossfaded, until the
+// reported queue is back at its level; the tone that reaches 4713 stays a
+// continuous tone (no step larger than the tone's own slope).
+TEST_P(AgentSessionTest, native_backlog_after_a_stall_is_trimmed_without_a_click) {
+  // No stale-data bound here: on a loaded machine it would cut the stream
+  // (by design, a hard drop) and hide what this test checks, the trim.
+  AgentOptions o = opts(ProtocolMode::Native, 2000ms);
+  o.max_queue_ms = 2000;
+  SessionHarness h(GetParam(), o);
+  h.backend().set_output_active(true);
+  auto d = h.connect_daemon();
+  NativeDaemon nd(d);
+  ASSERT_TRUE(nd.negotiate());
+  ASSERT_TRUE(h.wait_phase(SessionPhase::Native));
+  nd.send(protocol::FormatAccepted{protocol::StreamDirection::Playback, kAppFormat});
+  const auto& st = h.session().stats();
+  // The app plays a 1 kHz tone at 0.5 in real time (5 ms chunks by the
+  // clock, as a sound server would), for as long as the test runs.
+  auto tone = make_tone(kAppFormat, 1000.0, 0.5, 48000 * 30);
+  const size_t fb = kAppFormat.frame_bytes();
+  std::vector<std::byte> got;
+  size_t written = 0;
+  const auto start = std::chrono::steady_clock::now();
+  auto last_report = start;
+  const auto stall_at = start + 2500ms;  // after the settling window and one more
+  constexpr uint64_t kLevel = 10'000'000, kStall = 150'000'000;
+  auto step = [&] {
+    auto now = std::chrono::steady_clock::now();
+    size_t due =
+        static_cast<size_t>(std::chrono::duration<double>(now - start).count() * 48000) * fb;
+    due = std::min(due, tone.size());
+    if (due > written) {
+      written += h.backend().play(std::span(tone).subspan(written, due - written));
+    }
+    // The daemon's buffer: the level, + the stall's backlog minus what the
+    // agent trimmed since (the trimmed audio never reaches the daemon).
+    if (now - last_report >= 20ms) {
+      last_report = now;
+      uint64_t buffer = kLevel;
+      if (now >= stall_at) {
+        uint64_t trimmed = st.trimmed_frames.load() * 1'000'000'000ull / 48000;
+        buffer += kStall > trimmed ? kStall - trimmed : 0;
+      }
+      nd.send(protocol::Latency{5'000'000, buffer});
+    }
+    read_some(*d.play, got, got.size() + 65536);
+  };
+  // Trimmed back to within 5 ms (the tolerance) of the level.
+  const uint64_t want = (kStall - 5'000'000) * 48000 / 1'000'000'000;
+  auto deadline = start + 15s;
+  while (std::chrono::steady_clock::now() < deadline && st.trimmed_frames.load() < want) {
+    step();
+  }
+  EXPECT_GE(st.trimmed_frames.load(), want);
+  EXPECT_LE(st.trimmed_frames.load(), kStall * 48000 / 1'000'000'000);  // never below the level
+  EXPECT_GE(st.trims.load(), 2u);                                       // 100 ms at most per step
+  EXPECT_LE(st.trims.load(), 3u);
+  // Another second: no further trim, and the audio keeps flowing.
+  size_t before = got.size();
+  deadline = std::chrono::steady_clock::now() + 1500ms;
+  while (std::chrono::steady_clock::now() < deadline) {
+    step();
+  }
+  EXPECT_GT(got.size(), before + 48000u / 2 * fb);
+  EXPECT_LE(st.trims.load(), 3u);
+  // Continuity: a 1 kHz sine of 0.5 moves at most 0.065 per frame; a hard
+  // cut would jump by up to 1.0.
+  auto pcm = to_float(got, kAppFormat);
+  ASSERT_GT(pcm.size(), 2u * 48000);
+  float max_step = 0;
+  size_t at = 0;
+  for (size_t i = 2; i < pcm.size(); i += 2) {
+    if (std::fabs(pcm[i] - pcm[i - 2]) > max_step) {
+      max_step = std::fabs(pcm[i] - pcm[i - 2]);
+      at = i / 2;
+    }
+  }
+  EXPECT_LT(max_step, 0.08f) << "at frame " << at << " of " << pcm.size() / 2;
+  EXPECT_NEAR(qaudio::test::frequency(pcm, 2, 0, 48000), 1000.0, 5.0);
+  EXPECT_GT(qaudio::test::tone_amplitude(std::span(pcm).last(2 * 48000), 2, 0, 48000, 1000.0), 0.4);
 }
 
 INSTANTIATE_TEST_SUITE_P(Channels, AgentSessionTest, ::testing::Values("unix", "shm"));

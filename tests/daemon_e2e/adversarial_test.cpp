@@ -149,6 +149,7 @@ TEST_P(Adversarial, the_good_qube_keeps_playing_and_the_bad_one_stays_bounded) {
   const Evil kind = GetParam();
   DaemonHarness h("unix", "wav", {{"work", 1}, {"evil", 2}}, [](daemon::DaemonOptions& o) {
     o.session.target_fill = 100ms;  // room for a busy, sanitised test machine
+    o.session.native_target_fill = 100ms;
     o.session.heartbeat_interval = 100ms;
   });
   QubePeer good(h.peer_transport(), 1);

@@ -48,11 +48,13 @@ struct SessionCounters {
   uint64_t replays = 0;                   // authenticated datagrams refused as repeated or stale
   uint64_t address_changes = 0;
   uint64_t resets = 0;     // receive stream restarts (new peer session, long gap)
+  uint64_t deepened = 0;   // jitter-buffer target raised after the buffer ran dry
   double loss_pct = 0;     // (fec + plc - underruns) / expected frames, %
   int64_t jitter_us = 0;   // interarrival jitter estimate (RFC 3550 style)
   int64_t rtt_us = -1;     // from keep-alive echoes; -1 until measured
   int64_t buffer_us = 0;   // mean time a played frame waited in the jitter buffer
   int64_t target_us = 0;   // jitter-buffer depth the adapter aims for
+  int64_t boost_us = 0;    // of which: the stall allowance learnt from underruns
   int64_t latency_us = 0;  // reported end-to-end: frame + coder delay + rtt/2 + buffer
 };
 
@@ -75,6 +77,8 @@ class NetSession {
   uint32_t last_played_seq() const { return last_played_seq_; }
   uint64_t last_played_send_us() const { return last_played_send_us_; }
   std::string peer_address() const;
+  // The peer's latest control state (kState* flags); 0 while not connected.
+  uint32_t peer_flags(int64_t now_us) const { return connected(now_us) ? peer_flags_ : 0; }
 
  private:
   friend class NetEndpoint;
@@ -95,6 +99,13 @@ class NetSession {
   void play_slot(Slot& s, std::span<int16_t> out, int64_t now_us);
   int64_t frame_us() const { return int64_t{rx_quarter_ms_} * 2500; }
   int32_t target_frames() const;
+  void note_pull(bool ran_dry);
+
+  // Underrun adaptation: a run of dry pulls (a stall of the path or of the
+  // sender) raises the target by its length once audio resumes; one frame
+  // of that allowance is given back per kBoostDecayUs without a dry pull.
+  static constexpr int32_t kMaxBoostFrames = 20;
+  static constexpr int64_t kBoostDecayUs = 2'000'000;
 
   std::string name_;
   Key key_{};
@@ -136,6 +147,12 @@ class NetSession {
   uint32_t last_played_seq_ = 0;
   uint64_t last_played_send_us_ = 0;
   int codec_delay_us_ = 0;
+  int32_t boost_frames_ = 0;
+  int32_t dry_run_ = 0;
+  uint32_t calm_pulls_ = 0;
+  // Control state (PacketType::State).
+  uint32_t local_flags_ = 0;
+  uint32_t peer_flags_ = 0;
   std::vector<Slot> slots_;
   std::vector<int16_t> scratch_;
   SessionCounters c_;
@@ -173,6 +190,10 @@ class NetEndpoint {
   // Encodes and sends one frame (tx.channels * frame samples, interleaved) to
   // the session's peer. Fails while the peer is not known yet.
   Result<void> send_audio(NetSession& s, std::span<const int16_t> frame, int64_t now_us);
+  // Sets this side's control state toward the session's peer (kState* flags):
+  // sent at once when it changed and the peer is known, and with every
+  // keep-alive after, so a lost datagram is repaired within one interval.
+  void set_state(NetSession& s, uint32_t flags);
   // Tells the peers this side leaves (best effort).
   void send_bye(int64_t now_us);
 

@@ -40,7 +40,7 @@ Result<Header> parse_header(std::span<const std::byte> d) {
                 " not supported (this side speaks " + std::to_string(kVersion) + ")");
   }
   uint8_t type = static_cast<uint8_t>(p[5]);
-  if (type < 1 || type > 4) {
+  if (type < 1 || type > 5) {
     return fail("net: unknown packet type " + std::to_string(type));
   }
   if (get_le(p + 6, 2) != 0) {
@@ -81,7 +81,7 @@ Result<AudioPayload> parse_audio(std::span<const std::byte> plain) {
   if (stream > 1) {
     return fail("net: unknown audio stream " + std::to_string(stream));
   }
-  if (codec > 1) {
+  if (codec > 2) {
     return fail("net: unknown codec " + std::to_string(codec));
   }
   a.stream = static_cast<StreamId>(stream);
@@ -110,6 +110,9 @@ Result<AudioPayload> parse_audio(std::span<const std::byte> plain) {
   }
   if (len == 0) {
     return fail("net: empty audio frame");
+  }
+  if (a.codec == Codec::Silence && (len != 1 || p[kAudioHeaderSize] != std::byte{0})) {
+    return fail("net: a silence frame is exactly one zero byte");
   }
   a.data = plain.subspan(kAudioHeaderSize, len);
   return a;
@@ -151,6 +154,24 @@ void write_keepalive(const KeepAlivePayload& k, std::span<std::byte, kKeepAliveS
   put_le(out.data(), k.send_us, 8);
   put_le(out.data() + 8, k.echo_us, 8);
   put_le(out.data() + 16, k.held_us, 8);
+}
+
+Result<StatePayload> parse_state(std::span<const std::byte> plain) {
+  if (plain.size() != kStateSize) {
+    return fail("net: state payload of " + std::to_string(plain.size()) + " bytes (want " +
+                std::to_string(kStateSize) + ")");
+  }
+  StatePayload st;
+  st.flags = static_cast<uint32_t>(get_le(plain.data(), 4));
+  if ((st.flags & ~kStateKnownFlags) != 0 || get_le(plain.data() + 4, 4) != 0) {
+    return fail("net: state payload with unknown flags or non-zero reserved bytes");
+  }
+  return st;
+}
+
+void write_state(const StatePayload& st, std::span<std::byte, kStateSize> out) {
+  put_le(out.data(), st.flags, 4);
+  put_le(out.data() + 4, 0, 4);
 }
 
 }  // namespace qaudio::net

@@ -26,12 +26,14 @@ inline constexpr size_t kMaxPlain = kMaxDatagram - kHeaderSize - kTagSize;
 inline constexpr size_t kAudioHeaderSize = 20;
 inline constexpr size_t kMaxAudioData = kMaxPlain - kAudioHeaderSize;
 inline constexpr size_t kKeepAliveSize = 24;
+inline constexpr size_t kStateSize = 8;
 
 enum class PacketType : uint8_t {
   Hello = 1,      // "here is my session"; answered with a Hello naming the sender
   Audio = 2,      // one coded audio frame
   KeepAlive = 3,  // liveness, NAT binding, round-trip time
   Bye = 4,        // the sender is leaving (orderly shutdown)
+  State = 5,      // the sender's latest control state (idempotent, repeated)
 };
 
 // The 40 clear bytes, all little-endian, authenticated as associated data:
@@ -51,7 +53,10 @@ struct Header {
 Result<Header> parse_header(std::span<const std::byte> datagram);
 void write_header(const Header& h, std::span<std::byte, kHeaderSize> out);
 
-enum class Codec : uint8_t { Opus = 0, Pcm16 = 1 };
+// Silence: a frame of exact digital silence (all samples zero), sent as one
+// zero byte; the receiver plays exact zeros (Opus would leave a faint tail,
+// and a mic gate's silence must stay exactly silent).
+enum class Codec : uint8_t { Opus = 0, Pcm16 = 1, Silence = 2 };
 enum class StreamId : uint8_t { Playback = 0, Microphone = 1 };
 
 // Audio payload (inside the AEAD):
@@ -80,6 +85,17 @@ struct KeepAlivePayload {
 };
 Result<KeepAlivePayload> parse_keepalive(std::span<const std::byte> plain);
 void write_keepalive(const KeepAlivePayload& k, std::span<std::byte, kKeepAliveSize> out);
+
+// State payload: latest-state control flags, sent on every change and with
+// every keep-alive (so a lost one is repaired within 250 ms). [0,4) flags,
+// [4,8) zero. Unknown flag bits are refused (a newer peer must negotiate).
+inline constexpr uint32_t kStateMicWanted = 1u << 0;  // agent -> daemon: the qube records
+inline constexpr uint32_t kStateKnownFlags = kStateMicWanted;
+struct StatePayload {
+  uint32_t flags = 0;
+};
+Result<StatePayload> parse_state(std::span<const std::byte> plain);
+void write_state(const StatePayload& st, std::span<std::byte, kStateSize> out);
 
 // Frame length in samples per channel at 48 kHz for a 2.5 ms-unit duration.
 inline uint32_t frame_samples(uint8_t quarter_ms) {

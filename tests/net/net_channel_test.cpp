@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numeric>
 
@@ -147,6 +148,48 @@ TEST(NetChannel, ToneStaysContinuousWithLossAndJitter) {
   // Reported latency is truthful: it covers the measured send->play time
   // plus the coder delay and a frame, within a frame's slack.
   EXPECT_NEAR(static_cast<double>(c.latency_us) / 1000.0, mean + 10.0 + 6.5, 15.0);
+}
+
+// A stall of the path (or of a loaded sender) drains the buffer: the target
+// must deepen by the stall's length so the next stall like it is bridged
+// without a gap, and give the extra depth back slowly once the path is calm.
+TEST(NetChannel, JitterBufferDeepensAfterAStallAndDecaysLater) {
+  Key k = generate_key();
+  NetRig rig(k, k);
+  rig.shim->loss = 0.05;
+  rig.shim->jitter_us = 5'000;
+  rig.run_until(3'000'000);
+  auto before = rig.server_counters();
+  EXPECT_EQ(before.boost_us, 0);
+  rig.stall_until_us = rig.now_us + 120'000;
+  rig.run_until(rig.now_us + 1'000'000);
+  auto after = rig.server_counters();
+  EXPECT_GE(after.underruns, before.underruns + 5) << "a 120 ms stall must run the buffer dry";
+  EXPECT_GE(after.deepened, before.deepened + 1);
+  EXPECT_GE(after.boost_us, 50'000) << "the target must grow by about the stall's length";
+  EXPECT_GE(after.target_us, before.target_us + 50'000);
+  // The same kind of stall again (a bit shorter) is now bridged: no dry pull, no gap.
+  size_t mark = rig.output.size();
+  rig.stall_until_us = rig.now_us + 80'000;
+  rig.run_until(rig.now_us + 1'000'000);
+  auto again = rig.server_counters();
+  EXPECT_EQ(again.underruns, after.underruns) << "the deepened buffer did not bridge the stall";
+  std::vector<int16_t> tail(rig.output.begin() + static_cast<std::ptrdiff_t>(mark),
+                            rig.output.end());
+  auto t = check_tone(tail, 0, 1.0, rig.amp);
+  EXPECT_NEAR(t.freq, 1000, 3);
+  EXPECT_LE(t.longest_gap_samples, 480u) << "a gap longer than one frame across the second stall";
+  // Calm again: the allowance decays (one frame per 2 s) and latency follows.
+  rig.run_until(rig.now_us + 26'000'000);
+  auto calm = rig.server_counters();
+  std::printf(
+      "stall: target %.0f -> %.0f ms, boost %.0f ms; after calm target %.0f ms, boost %.0f ms, "
+      "buffer %.1f ms\n",
+      before.target_us / 1e3, after.target_us / 1e3, after.boost_us / 1e3, calm.target_us / 1e3,
+      calm.boost_us / 1e3, calm.buffer_us / 1e3);
+  EXPECT_LT(calm.boost_us, after.boost_us);
+  EXPECT_LE(calm.boost_us, 10'000) << "the stall allowance never decayed";
+  EXPECT_LT(calm.buffer_us, after.buffer_us) << "latency did not come back down";
 }
 
 TEST(NetChannel, InBandFecRebuildsLostSpeechBandFrames) {
@@ -290,12 +333,76 @@ TEST(NetChannel, MicrophoneFlowsFromDaemonToAgent) {
     got.insert(got.end(), out.begin(), out.end());
   }
   EXPECT_EQ(cli->rx_channels(), 1);
+  // Control state rides to the daemon side (the agent's mic start/stop).
+  EXPECT_EQ(srv->peer_flags(rig.now_us), 0u);
+  rig.client->set_state(*cli, kStateMicWanted);
+  rig.run_until(rig.now_us + 20'000);
+  EXPECT_EQ(srv->peer_flags(rig.now_us), kStateMicWanted);
+  rig.client->set_state(*cli, 0);
+  rig.run_until(rig.now_us + 20'000);
+  EXPECT_EQ(srv->peer_flags(rig.now_us), 0u);
+  // ... and is repaired by the keep-alives when the change itself was lost.
+  rig.shim->blackout = true;
+  rig.client->set_state(*cli, kStateMicWanted);
+  rig.run_until(rig.now_us + 20'000);
+  rig.shim->blackout = false;
+  EXPECT_EQ(srv->peer_flags(rig.now_us), 0u);
+  rig.run_until(rig.now_us + 400'000);
+  EXPECT_EQ(srv->peer_flags(rig.now_us), kStateMicWanted);
   std::vector<float> f(got.begin() + 9600, got.end());
   for (auto& v : f) {
     v /= 32768.0f;
   }
   EXPECT_NEAR(frequency(f, 1, 0, 48000), 440, 3);
   EXPECT_NEAR(amplitude_to_db(tone_amplitude(f, 1, 0, 48000, 440)), amplitude_to_db(0.25), 1.0);
+}
+
+// The mic gate relies on it: the daemon's silence (all-zero frames) must
+// cross the codec as exact zeros, before a tone and within a few frames
+// after one, so a gated qube hears nothing at all.
+TEST(NetCodec, DigitalSilenceStaysExactlyZero) {
+  auto enc = AudioEncoder::create({.channels = 1, .frame_quarter_ms = 4});
+  auto dec = AudioDecoder::create(1);
+  ASSERT_TRUE(enc && dec);
+  std::vector<int16_t> in(480), out(480);
+  std::array<std::byte, kMaxAudioData> coded{};
+  auto round = [&] {
+    size_t n = (*enc)->encode(in, coded);
+    EXPECT_GT(n, 0u);
+    (*dec)->decode((*enc)->last_codec(), std::span(coded.data(), n), out, 480, false);
+  };
+  for (int f = 0; f < 50; ++f) {
+    round();
+    EXPECT_EQ((*enc)->last_codec(), Codec::Silence);
+    ASSERT_TRUE(std::all_of(out.begin(), out.end(), [](int16_t v) { return v == 0; }))
+        << "silence frame " << f << " decoded to non-zero samples";
+  }
+  (*dec)->conceal(out, 480);
+  EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](int16_t v) { return v == 0; }))
+      << "concealment after silence is not silent";
+  for (int f = 0; f < 20; ++f) {
+    for (int i = 0; i < 480; ++i) {
+      in[i] = static_cast<int16_t>(
+          std::lround(16000 * std::sin(2 * M_PI * 1000 * (f * 480 + i) / 48000.0)));
+    }
+    round();
+  }
+  std::fill(in.begin(), in.end(), int16_t{0});
+  int first_silent = -1;
+  for (int f = 0; f < 20 && first_silent < 0; ++f) {
+    round();
+    if (std::all_of(out.begin(), out.end(), [](int16_t v) { return v == 0; })) {
+      first_silent = f;
+    }
+  }
+  EXPECT_EQ(first_silent, 0) << "the first silent frame after a tone is not exact silence";
+  (*dec)->conceal(out, 480);
+  EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](int16_t v) { return v == 0; }))
+      << "a frame lost in silence is concealed with sound";
+  for (int f = 0; f < 20; ++f) {
+    round();
+    EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](int16_t v) { return v == 0; }));
+  }
 }
 
 TEST(NetWire, KeysAndConfigErrorsAreClear) {

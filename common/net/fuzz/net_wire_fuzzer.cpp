@@ -1,6 +1,6 @@
 // libFuzzer target for what the network channel reads before (and right
-// after) authentication: the clear datagram header, and the audio and
-// keep-alive payload parsers fed with the bytes after it as if they had
+// after) authentication: the clear datagram header, and the audio,
+// keep-alive and state payload parsers fed with the bytes after it as if they had
 // decrypted. Checks the parsed fields against the documented bounds and that
 // writing a parsed payload back gives the same bytes.
 //
@@ -48,6 +48,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::array<std::byte, kKeepAliveSize> out{};
     write_keepalive(*k, out);
     if (std::memcmp(out.data(), plain.data(), kKeepAliveSize) != 0) {
+      std::abort();
+    }
+  }
+  if (auto st = parse_state(plain)) {
+    std::array<std::byte, kStateSize> out{};
+    write_state(*st, out);
+    if ((st->flags & ~kStateKnownFlags) != 0 ||
+        std::memcmp(out.data(), plain.data(), kStateSize) != 0) {
       std::abort();
     }
   }

@@ -29,6 +29,10 @@ struct CodecParams {
   bool fec = true;               // Opus in-band FEC
   int expected_loss_pct = 5;     // tunes the FEC the encoder spends bits on
   int complexity = 5;            // 0..10
+  // Every packet also carries the previous frame (RFC 2198 style), so a
+  // single lost packet is rebuilt exactly, not concealed: about twice the
+  // bitrate for no gap at random loss. Skipped when both do not fit a datagram.
+  bool redundancy = true;
 };
 
 // Checks channels, frame duration, bitrate, and that passthrough frames fit a datagram.

@@ -112,7 +112,7 @@ SessionCounters NetSession::counters() const {
   c.target_us = target_frames() * frame_us();
   c.boost_us = boost_frames_ * frame_us();
   uint64_t expected = c.played + c.fec + c.plc - c.underruns;
-  uint64_t lost = c.fec + c.plc - c.underruns;
+  uint64_t lost = c.red + c.fec + c.plc - c.underruns;
   c.loss_pct = expected ? 100.0 * static_cast<double>(lost) / static_cast<double>(expected) : 0;
   c.latency_us = frame_us() + codec_delay_us_ + (c.rtt_us > 0 ? c.rtt_us / 2 : 0) + c.buffer_us;
   return c;
@@ -206,7 +206,7 @@ void NetSession::on_audio(const AudioPayload& a, int64_t now_us) {
   have_transit_ = true;
   prev_transit_ = transit;
   Slot& s = slots_[a.seq % kSlots];
-  if (s.full && s.seq == a.seq) {
+  if (s.full && s.seq == a.seq && !s.redundant) {
     return;  // duplicate
   }
   s.full = true;
@@ -215,9 +215,26 @@ void NetSession::on_audio(const AudioPayload& a, int64_t now_us) {
   s.len = static_cast<uint16_t>(a.data.size());
   s.arrival_us = now_us;
   s.send_us = a.send_us;
+  s.redundant = false;
   std::copy(a.data.begin(), a.data.end(), s.data.begin());
   if (seq_diff(a.seq, newest_seq_) > 0) {
     newest_seq_ = a.seq;
+  }
+  // The redundant copy of frame seq-1 fills its slot if that packet was lost
+  // (or is late) and the frame has not been played yet.
+  const uint32_t prev = a.seq - 1;
+  if (!a.red.empty() && seq_diff(prev, next_seq_) >= 0) {
+    Slot& r = slots_[prev % kSlots];
+    if (!(r.full && r.seq == prev)) {
+      r.full = true;
+      r.seq = prev;
+      r.codec = a.red_codec;
+      r.len = static_cast<uint16_t>(a.red.size());
+      r.arrival_us = now_us;
+      r.send_us = a.send_us - static_cast<uint64_t>(frame_us());
+      r.redundant = true;
+      std::copy(a.red.begin(), a.red.end(), r.data.begin());
+    }
   }
 }
 
@@ -255,8 +272,12 @@ bool NetSession::pull(std::span<int16_t> out, int64_t now_us) {
   }
   Slot& cur = slots_[next_seq_ % kSlots];
   if (cur.full && cur.seq == next_seq_) {
+    if (cur.redundant) {
+      ++c_.red;
+    } else {
+      ++c_.played;
+    }
     play_slot(cur, out, now_us);
-    ++c_.played;
     ++next_seq_;
     note_pull(false);
   } else if (seq_diff(newest_seq_, next_seq_) > 0) {
@@ -661,10 +682,22 @@ Result<void> NetEndpoint::send_audio(NetSession& s,
   a.seq = s.tx_seq_++;
   a.send_us = static_cast<uint64_t>(now_us);
   a.data = std::span<const std::byte>(coded_buf_.data(), n);
+  if (s.enc_->params().redundancy && s.prev_len_ > 0) {
+    a.red_codec = s.prev_codec_;
+    a.red = std::span<const std::byte>(s.prev_coded_.data(), s.prev_len_);
+  }
   size_t plen = write_audio(a, payload_buf_);
+  if (plen == 0 && !a.red.empty()) {
+    a.red = {};  // both do not fit one datagram (PCM passthrough): send the frame alone
+    plen = write_audio(a, payload_buf_);
+  }
   if (plen == 0) {
     return fail("net: coded frame too large for a datagram");
   }
+  std::copy(coded_buf_.begin(), coded_buf_.begin() + static_cast<std::ptrdiff_t>(n),
+            s.prev_coded_.begin());
+  s.prev_len_ = n;
+  s.prev_codec_ = a.codec;
   send_packet(s, PacketType::Audio, s.peer_session_, std::span(payload_buf_.data(), plen), s.addr_,
               s.addr_len_);
   ++s.c_.tx_frames;

@@ -40,16 +40,17 @@ struct SessionCounters {
   uint64_t rx_packets = 0, rx_bytes = 0;  // authenticated datagrams accepted
   uint64_t tx_frames = 0, rx_frames = 0;  // audio frames sent / received
   uint64_t played = 0;                    // frames decoded from their own packet
-  uint64_t fec = 0;                       // missing frames rebuilt from the next packet's FEC
-  uint64_t plc = 0;                       // missing frames concealed (lost or not yet arrived)
-  uint64_t underruns = 0;                 // of those: nothing newer had arrived (buffer ran dry)
-  uint64_t late = 0;                      // packets that arrived after their playout time
-  uint64_t dropped = 0;                   // frames skipped to trim excess latency (clock drift)
-  uint64_t replays = 0;                   // authenticated datagrams refused as repeated or stale
+  uint64_t red = 0;  // frames whose packet was lost, rebuilt from the next one's redundant copy
+  uint64_t fec = 0;  // missing frames rebuilt from the next packet's FEC
+  uint64_t plc = 0;  // missing frames concealed (lost or not yet arrived)
+  uint64_t underruns = 0;  // of those: nothing newer had arrived (buffer ran dry)
+  uint64_t late = 0;       // packets that arrived after their playout time
+  uint64_t dropped = 0;    // frames skipped to trim excess latency (clock drift)
+  uint64_t replays = 0;    // authenticated datagrams refused as repeated or stale
   uint64_t address_changes = 0;
   uint64_t resets = 0;     // receive stream restarts (new peer session, long gap)
   uint64_t deepened = 0;   // jitter-buffer target raised after the buffer ran dry
-  double loss_pct = 0;     // (fec + plc - underruns) / expected frames, %
+  double loss_pct = 0;     // frames whose own packet was missing at playout, % of expected
   int64_t jitter_us = 0;   // interarrival jitter estimate (RFC 3550 style)
   int64_t rtt_us = -1;     // from keep-alive echoes; -1 until measured
   int64_t buffer_us = 0;   // mean time a played frame waited in the jitter buffer
@@ -89,6 +90,7 @@ class NetSession {
     uint16_t len = 0;
     int64_t arrival_us = 0;
     uint64_t send_us = 0;
+    bool redundant = false;  // filled from the next packet's redundant copy
     std::array<std::byte, kMaxAudioData> data{};
   };
   static constexpr uint32_t kSlots = 64;
@@ -127,6 +129,9 @@ class NetSession {
   std::unique_ptr<AudioEncoder> enc_;
   uint64_t tx_counter_ = 0;
   uint32_t tx_seq_ = 0;
+  std::array<std::byte, kMaxAudioData> prev_coded_{};  // the last frame sent, for redundancy
+  size_t prev_len_ = 0;
+  Codec prev_codec_ = Codec::Opus;
   // Receive stream and jitter buffer.
   StreamId rx_stream_ = StreamId::Playback;
   std::unique_ptr<AudioDecoder> dec_;

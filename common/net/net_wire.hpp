@@ -26,6 +26,8 @@ inline constexpr size_t kMaxPlain = kMaxDatagram - kHeaderSize - kTagSize;
 inline constexpr size_t kAudioHeaderSize = 20;
 inline constexpr size_t kMaxAudioData = kMaxPlain - kAudioHeaderSize;
 inline constexpr size_t kKeepAliveSize = 24;
+inline constexpr size_t kRedundantHeaderSize = 4;
+inline constexpr uint8_t kAudioFlagRedundant = 1;
 inline constexpr size_t kStateSize = 8;
 
 enum class PacketType : uint8_t {
@@ -62,7 +64,9 @@ enum class StreamId : uint8_t { Playback = 0, Microphone = 1 };
 // Audio payload (inside the AEAD):
 //   [0] stream  [1] codec  [2] channels (1|2)  [3] frame duration in units of 2.5 ms
 //   [4,8) sequence number  [8,16) sender monotonic time, us  [16,18) data length
-//   [18,20) zero  [20, 20+len) coded frame
+//   [18] flags (bit 0: a redundant block follows)  [19] zero  [20, 20+len) coded frame
+//   redundant block (RFC 2198 style: frame seq-1 again, so one loss is rebuilt
+//   exactly): [0] codec [1] zero [2,4) length, then the coded frame.
 struct AudioPayload {
   StreamId stream = StreamId::Playback;
   Codec codec = Codec::Opus;
@@ -71,6 +75,8 @@ struct AudioPayload {
   uint32_t seq = 0;
   uint64_t send_us = 0;
   std::span<const std::byte> data;
+  Codec red_codec = Codec::Opus;  // the redundant copy of frame seq-1, if red is not empty
+  std::span<const std::byte> red;
 };
 Result<AudioPayload> parse_audio(std::span<const std::byte> plain);
 // Returns the bytes written, or 0 if `out` is too small or data too long.

@@ -130,7 +130,8 @@ TEST(NetChannel, ToneStaysContinuousWithLossAndJitter) {
   EXPECT_NEAR(amplitude_to_db(t.amp), amplitude_to_db(rig.amp), 1.5);
   EXPECT_LE(t.longest_gap_samples, 480u) << "a gap longer than one 10 ms frame";
   auto c = rig.server_counters();
-  EXPECT_GT(c.fec + c.plc, 10u) << "5 % loss must have been concealed";
+  EXPECT_GT(c.red + c.fec + c.plc, 10u) << "5 % loss must have been rebuilt or concealed";
+  EXPECT_GT(c.red, c.plc) << "single losses are rebuilt from the redundant copy";
   EXPECT_GT(c.loss_pct, 1.0);
   EXPECT_LT(c.loss_pct, 12.0);
   EXPECT_GT(c.jitter_us, 2'000);
@@ -138,11 +139,12 @@ TEST(NetChannel, ToneStaysContinuousWithLossAndJitter) {
   int64_t mx = max_latency_us(rig, 2'000'000);
   RecordProperty("mean_latency_ms", std::to_string(mean));
   std::printf(
-      "loss+jitter: mean added latency %.1f ms, max %.1f ms, loss %.1f %%, fec %llu, "
+      "loss+jitter: mean added latency %.1f ms, max %.1f ms, loss %.1f %%, red %llu, fec %llu, "
       "plc %llu, underruns %llu, dropped %llu, jitter %.1f ms, reported %.1f ms\n",
-      mean, mx / 1000.0, c.loss_pct, static_cast<unsigned long long>(c.fec),
-      static_cast<unsigned long long>(c.plc), static_cast<unsigned long long>(c.underruns),
-      static_cast<unsigned long long>(c.dropped), c.jitter_us / 1000.0, c.latency_us / 1000.0);
+      mean, mx / 1000.0, c.loss_pct, static_cast<unsigned long long>(c.red),
+      static_cast<unsigned long long>(c.fec), static_cast<unsigned long long>(c.plc),
+      static_cast<unsigned long long>(c.underruns), static_cast<unsigned long long>(c.dropped),
+      c.jitter_us / 1000.0, c.latency_us / 1000.0);
   EXPECT_LT(mean, 60.0) << "added latency goal: under 60 ms at 5 % loss";
   EXPECT_LT(mx, 90'000);
   // Reported latency is truthful: it covers the measured send->play time
@@ -192,11 +194,38 @@ TEST(NetChannel, JitterBufferDeepensAfterAStallAndDecaysLater) {
   EXPECT_LT(calm.buffer_us, after.buffer_us) << "latency did not come back down";
 }
 
+// The gap rule over several loss patterns, not one lucky seed: with the
+// redundant copy a lost packet is rebuilt exactly, so only two losses in a
+// row cost a concealed frame (still no gap longer than one frame).
+TEST(NetChannel, GapRuleHoldsOverSeveralLossPatterns) {
+  Key k = generate_key();
+  for (uint64_t seed : {1u, 2u, 3u, 4u}) {
+    NetRig rig(k, k);
+    rig.shim->rng.seed(seed);
+    rig.shim->loss = 0.05;
+    rig.shim->jitter_us = 20'000;
+    rig.run_until(6'000'000);
+    double on = onset_s(rig.output);
+    ASSERT_LT(on, 0.5);
+    auto t = check_tone(rig.output, on + 1.0, 6.0, rig.amp);
+    auto c = rig.server_counters();
+    std::printf("seed %llu: gap %zu samples, red %llu, plc %llu, loss %.1f %%\n",
+                static_cast<unsigned long long>(seed), t.longest_gap_samples,
+                static_cast<unsigned long long>(c.red), static_cast<unsigned long long>(c.plc),
+                c.loss_pct);
+    EXPECT_NEAR(t.freq, 1000, 3) << "seed " << seed;
+    EXPECT_LE(t.longest_gap_samples, 480u) << "seed " << seed;
+    EXPECT_GT(c.loss_pct, 1.0) << "seed " << seed;
+  }
+}
+
 TEST(NetChannel, InBandFecRebuildsLostSpeechBandFrames) {
   Key k = generate_key();
   // At speech bitrates Opus codes in SILK/hybrid mode, whose packets carry
   // the previous frame again at low rate (LBRR): losses are rebuilt from it.
-  NetRig rig(k, k, CodecParams{.channels = 2, .bitrate = 24000, .expected_loss_pct = 10});
+  NetRig rig(
+      k, k,
+      CodecParams{.channels = 2, .bitrate = 24000, .expected_loss_pct = 10, .redundancy = false});
   rig.shim->loss = 0.05;
   rig.shim->jitter_us = 20'000;
   rig.run_until(6'000'000);

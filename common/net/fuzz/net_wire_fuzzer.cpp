@@ -33,11 +33,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto a = parse_audio(plain)) {
     if (a->data.empty() || a->data.size() > plain.size() ||
         a->data.data() + a->data.size() > plain.data() + plain.size() ||
-        (a->channels != 1 && a->channels != 2)) {
+        (a->channels != 1 && a->channels != 2) ||
+        a->red.data() + a->red.size() > plain.data() + plain.size()) {
       std::abort();
     }
     std::vector<std::byte> out(plain.size());
-    if (a->data.size() <= kMaxAudioData) {
+    if (a->data.size() <= kMaxAudioData && a->red.size() <= kMaxAudioData) {
       size_t n = write_audio(*a, out);
       if (n != plain.size() || std::memcmp(out.data(), plain.data(), n) != 0) {
         std::abort();

@@ -258,7 +258,7 @@ const char* kGoodNetwork =
     R"("network": {"peer": "192.0.2.7:40000", "connected": true, "tx_bytes": 1000,
     "rx_bytes": 250000, "tx_packets": 10, "rx_packets": 2000, "tx_kbps": 1.5, "rx_kbps": 98.2,
     "loss_pct": 4.9, "jitter_ms": 6.2, "rtt_ms": 0.4, "latency_ms": 41.5, "buffer_ms": 22.0,
-    "fec": 3, "plc": 95, "underruns": 1, "late": 2, "dropped": 0})";
+    "red": 40, "fec": 3, "plc": 95, "underruns": 1, "late": 2, "dropped": 0})";
 
 TEST_F(ControlApiTest, net_report_is_stored_and_listed_as_network) {
   json before = call(R"({"id":1,"method":"list"})");
@@ -279,6 +279,7 @@ TEST_F(ControlApiTest, net_report_is_stored_and_listed_as_network) {
   EXPECT_DOUBLE_EQ(n["rtt_ms"].get<double>(), 0.4);
   EXPECT_EQ(n["plc"], 95);
   EXPECT_EQ(n["fec"], 3);
+  EXPECT_EQ(n["red"], 40);
   EXPECT_TRUE(l["result"]["qubes"][0]["network"].contains("age_ms"));
 }
 

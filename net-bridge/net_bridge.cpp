@@ -17,6 +17,7 @@
 //
 //   qaudio-net-bridge --role audiovm --listen 0.0.0.0:4713
 //       --peer work:5:/etc/qubes/audio-net/work.key --channel unix:/run/qaudio --audio-domid 1
+//       --control /run/qubes-audiovm/control.sock
 //   qaudio-net-bridge --role qube --connect audiovm.example:4713 --key /etc/qaudio/net.key
 //       --channel unix:/run/qaudio --domid 5 --audiovm-domid 1
 //

@@ -42,6 +42,14 @@ class FuzzTarget : public ControlTarget {
     }
     return q.empty() ? Status{} : check(q);
   }
+  Status set_network(const std::string& q, const NetworkStatus& n) override {
+    // The dispatcher must have enforced the documented bounds.
+    if (n.loss_pct < 0 || n.loss_pct > 100 || n.rtt_ms < -1 || n.jitter_ms < 0 || n.tx_kbps < 0 ||
+        n.peer.size() > 64 || n.tx_bytes > (uint64_t{1} << 53)) {
+      std::abort();
+    }
+    return check(q);
+  }
 
  private:
   static Status check(const std::string& q) {

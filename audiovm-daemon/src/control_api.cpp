@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <set>
 
 namespace qaudio::control {
@@ -248,7 +249,117 @@ json to_json(const QubeStatus& q) {
               {"output_device", q.output_device},
               {"playing_on", q.playing_on},
               {"last_error", q.last_error},
-              {"counters", counters}};
+              {"counters", counters},
+              {"network", q.network ? to_json(*q.network) : json(nullptr)}};
+}
+
+json to_json(const NetworkStatus& n) {
+  auto r1 = [](double v) { return std::round(v * 10.0) / 10.0; };
+  return json{{"peer", n.peer},
+              {"connected", n.connected},
+              {"tx_bytes", n.tx_bytes},
+              {"rx_bytes", n.rx_bytes},
+              {"tx_packets", n.tx_packets},
+              {"rx_packets", n.rx_packets},
+              {"tx_kbps", r1(n.tx_kbps)},
+              {"rx_kbps", r1(n.rx_kbps)},
+              {"loss_pct", std::round(n.loss_pct * 100.0) / 100.0},
+              {"jitter_ms", r1(n.jitter_ms)},
+              {"rtt_ms", r1(n.rtt_ms)},
+              {"latency_ms", r1(n.latency_ms)},
+              {"buffer_ms", r1(n.buffer_ms)},
+              {"red", n.red},
+              {"fec", n.fec},
+              {"plc", n.plc},
+              {"underruns", n.underruns},
+              {"late", n.late},
+              {"dropped", n.dropped},
+              {"age_ms", n.age_ms}};
+}
+
+Outcome<NetworkStatus> parse_network(const json& j) {
+  const std::string what = "net_report: 'network'";
+  if (!j.is_object()) {
+    return err(ErrorCode::InvalidParams, what + " must be an object");
+  }
+  struct Count {
+    const char* key;
+    uint64_t NetworkStatus::*field;
+  };
+  struct Real {
+    const char* key;
+    double NetworkStatus::*field;
+    double lo, hi;
+  };
+  static const Count counts[] = {{"tx_bytes", &NetworkStatus::tx_bytes},
+                                 {"rx_bytes", &NetworkStatus::rx_bytes},
+                                 {"tx_packets", &NetworkStatus::tx_packets},
+                                 {"rx_packets", &NetworkStatus::rx_packets},
+                                 {"red", &NetworkStatus::red},
+                                 {"fec", &NetworkStatus::fec},
+                                 {"plc", &NetworkStatus::plc},
+                                 {"underruns", &NetworkStatus::underruns},
+                                 {"late", &NetworkStatus::late},
+                                 {"dropped", &NetworkStatus::dropped}};
+  static const Real reals[] = {{"tx_kbps", &NetworkStatus::tx_kbps, 0, 1e6},
+                               {"rx_kbps", &NetworkStatus::rx_kbps, 0, 1e6},
+                               {"loss_pct", &NetworkStatus::loss_pct, 0, 100},
+                               {"jitter_ms", &NetworkStatus::jitter_ms, 0, 60000},
+                               {"rtt_ms", &NetworkStatus::rtt_ms, -1, 60000},
+                               {"latency_ms", &NetworkStatus::latency_ms, 0, 60000},
+                               {"buffer_ms", &NetworkStatus::buffer_ms, 0, 60000}};
+  std::set<std::string_view> known{"peer", "connected"};
+  for (const auto& c : counts) {
+    known.insert(c.key);
+  }
+  for (const auto& r : reals) {
+    known.insert(r.key);
+  }
+  for (const auto& item : j.items()) {
+    if (!known.count(item.key())) {
+      return err(ErrorCode::InvalidParams, what + ": unknown member " + quoted(item.key()));
+    }
+  }
+  NetworkStatus n;
+  constexpr uint64_t kMaxCount = uint64_t{1} << 53;  // exact in every JSON reader
+  for (const auto& c : counts) {
+    auto it = j.find(c.key);
+    if (it == j.end() || !it->is_number_unsigned() || it->get<uint64_t>() > kMaxCount) {
+      return err(ErrorCode::InvalidParams,
+                 what + ": '" + c.key + "' must be an integer from 0 to 2^53");
+    }
+    n.*(c.field) = it->get<uint64_t>();
+  }
+  for (const auto& r : reals) {
+    auto it = j.find(r.key);
+    double v = 0;
+    if (it == j.end() || !it->is_number() || !std::isfinite(v = it->get<double>()) || v < r.lo ||
+        v > r.hi) {
+      char range[64];
+      std::snprintf(range, sizeof range, " must be a number from %g to %g", r.lo, r.hi);
+      return err(ErrorCode::InvalidParams, what + ": '" + r.key + "'" + range);
+    }
+    n.*(r.field) = v;
+  }
+  auto c = j.find("connected");
+  if (c == j.end() || !c->is_boolean()) {
+    return err(ErrorCode::InvalidParams, what + ": 'connected' must be true or false");
+  }
+  n.connected = c->get<bool>();
+  if (auto p = j.find("peer"); p != j.end()) {
+    bool ok = p->is_string() && p->get_ref<const std::string&>().size() <= 64;
+    if (ok) {
+      for (char ch : p->get_ref<const std::string&>()) {
+        ok = ok && ch >= 0x20 && ch < 0x7f;
+      }
+    }
+    if (!ok) {
+      return err(ErrorCode::InvalidParams,
+                 what + ": 'peer' must be at most 64 printable ASCII characters");
+    }
+    n.peer = p->get<std::string>();
+  }
+  return n;
 }
 
 json to_json(const DaemonStatus& d) {
@@ -323,7 +434,7 @@ const std::vector<std::string>& ControlApi::methods() {
   static const std::vector<std::string> m = [] {
     std::vector<std::string> v{"info",        "list",        "set_volume", "set_mute",
                                "mic_attach",  "mic_detach",  "devices",    "set_output",
-                               "attach_qube", "detach_qube", "subscribe"};
+                               "attach_qube", "detach_qube", "subscribe",  "net_report"};
     v.insert(v.end(), bt_methods().begin(), bt_methods().end());
     return v;
   }();
@@ -551,6 +662,26 @@ Outcome<json> ControlApi::call(const Request& req, bool& subscribe) {
     }
     return json{{"qube", q.value()}, {"attached", false}};
   }
+  if (m == "net_report") {
+    if (auto e = p.only({"qube", "network"})) {
+      return *e;
+    }
+    auto q = p.name("qube");
+    if (!q) {
+      return q.error();
+    }
+    if (!req.params.contains("network")) {
+      return err(ErrorCode::InvalidParams, "net_report: missing parameter 'network'");
+    }
+    auto n = parse_network(req.params["network"]);
+    if (!n) {
+      return n.error();
+    }
+    if (auto e = target_.set_network(q.value(), n.value())) {
+      return *e;
+    }
+    return json{{"qube", q.value()}, {"stored", true}};
+  }
   if (m == "subscribe") {
     if (auto e = p.only({})) {
       return *e;
@@ -564,7 +695,7 @@ Outcome<json> ControlApi::call(const Request& req, bool& subscribe) {
   return err(ErrorCode::UnknownMethod,
              "unknown method " + quoted(m) +
                  " (info, list, set_volume, set_mute, mic_attach, mic_detach, devices, "
-                 "set_output, attach_qube, detach_qube, subscribe, bt_*)");
+                 "set_output, attach_qube, detach_qube, subscribe, net_report, bt_*)");
 }
 
 }  // namespace qaudio::control

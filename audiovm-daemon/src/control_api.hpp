@@ -81,6 +81,23 @@ struct CounterEntry {
   uint64_t value = 0;
 };
 
+// A network session's counters (docs/control-api.md, "net_report"): what the
+// audio-domain end of the network channel (qaudio-net-bridge --role audiovm)
+// measures for a remote qube and reports with net_report about once a second.
+struct NetworkStatus {
+  std::string peer;  // the qube's address as last seen ("HOST:PORT"); may be empty
+  bool connected = false;
+  uint64_t tx_bytes = 0, rx_bytes = 0, tx_packets = 0, rx_packets = 0;
+  double tx_kbps = 0, rx_kbps = 0;  // over the last report interval
+  double loss_pct = 0;
+  double jitter_ms = 0;
+  double rtt_ms = -1;  // -1: not measured yet
+  double latency_ms = 0;
+  double buffer_ms = 0;
+  uint64_t red = 0, fec = 0, plc = 0, underruns = 0, late = 0, dropped = 0;
+  uint64_t age_ms = 0;  // since the report arrived (filled in by the daemon)
+};
+
 struct QubeStatus {
   std::string name;
   uint32_t domid = 0;
@@ -102,6 +119,7 @@ struct QubeStatus {
   std::string playing_on;     // the device it plays on now; empty: the backend's default
   std::string last_error;
   std::vector<CounterEntry> counters;
+  std::optional<NetworkStatus> network;  // a remote qube's network session, if reported
 };
 
 struct DaemonStatus {
@@ -151,6 +169,10 @@ class ControlTarget {
   }
   virtual Status detach_qube(const std::string& /*qube*/) {
     return ControlError{ErrorCode::Unsupported, "this daemon cannot detach qubes at run time"};
+  }
+  // Stores the network counters reported for a configured qube (net_report).
+  virtual Status set_network(const std::string& /*qube*/, const NetworkStatus& /*n*/) {
+    return ControlError{ErrorCode::Unsupported, "this daemon does not keep network counters"};
   }
 };
 
@@ -212,5 +234,9 @@ class ControlApi {
 json to_json(const QubeStatus& q);
 json to_json(const DaemonStatus& d);
 json to_json(const DeviceEntry& d);
+json to_json(const NetworkStatus& n);
+// Validates net_report's "network" object: exactly the documented members,
+// each of its type and within its bounds; says what is wrong.
+Outcome<NetworkStatus> parse_network(const json& j);
 
 }  // namespace qaudio::control

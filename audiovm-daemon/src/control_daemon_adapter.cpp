@@ -111,6 +111,15 @@ std::vector<QubeStatus> ControlDaemonAdapter::list() {
       q.mic_persistent = it->second.persistent;
       q.mic_policy = daemon::to_string(it->second.mic_policy);
     }
+    if (auto it = network_.find(s.name); it != network_.end()) {
+      auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - it->second.at)
+                     .count();
+      if (age <= kNetworkStaleMs) {
+        q.network = it->second.status;
+        q.network->age_ms = static_cast<uint64_t>(std::max<int64_t>(age, 0));
+      }
+    }
     out.push_back(std::move(q));
   }
   return out;
@@ -250,6 +259,15 @@ Status ControlDaemonAdapter::detach_qube(const std::string& qube) {
   if (auto r = d_.remove_qube(qube); !r) {
     return ControlError{ErrorCode::Internal, r.error().message};
   }
+  network_.erase(qube);
+  return std::nullopt;
+}
+
+Status ControlDaemonAdapter::set_network(const std::string& qube, const NetworkStatus& n) {
+  if (!d_.info(qube)) {
+    return no_qube(qube);
+  }
+  network_[qube] = {n, std::chrono::steady_clock::now()};
   return std::nullopt;
 }
 

@@ -10,6 +10,9 @@
 // default of all; "unsupported" on single-device backends, "not_found" for a
 // device the backend does not list).
 //
+// net_report (set_network): the network counters of a remote qube, stored
+// per configured qube and shown in list() as "network" while fresh.
+//
 // Events: mic_requested/attached/detached come from the mic gate's
 // listener; volume and mute changes made through this adapter are published
 // at once; the rest (a qube connecting or leaving, volume/mute changed
@@ -63,6 +66,10 @@ class ControlDaemonAdapter : public ControlTarget {
                      std::optional<uint32_t> volume,
                      std::optional<bool> muted) override;
   Status detach_qube(const std::string& qube) override;
+  // net_report: kept per qube, shown by list() while younger than
+  // kNetworkStaleMs (a bridge that stopped reporting drops out of the list).
+  Status set_network(const std::string& qube, const NetworkStatus& n) override;
+  static constexpr int64_t kNetworkStaleMs = 10'000;
 
   // Compares the daemon's state with the last snapshot and publishes events.
   void poll();
@@ -91,6 +98,11 @@ class ControlDaemonAdapter : public ControlTarget {
   std::chrono::steady_clock::time_point started_;
   std::map<std::string, Seen, std::less<>> seen_;
   std::set<std::string> seen_devices_;
+  struct NetReport {
+    NetworkStatus status;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::map<std::string, NetReport, std::less<>> network_;
   bool devices_known_ = false;
   unsigned polls_ = 0;
   unsigned device_poll_every_ = 20;

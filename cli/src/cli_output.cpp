@@ -47,6 +47,25 @@ std::string percent(const json& q) {
 
 }  // namespace
 
+std::string net_summary(const json& q) {
+  auto it = q.find("network");
+  if (it == q.end() || !it->is_object()) {
+    return "-";
+  }
+  const json& n = *it;
+  auto num = [&](const char* k) {
+    auto v = n.find(k);
+    return v != n.end() && v->is_number() ? v->get<double>() : 0.0;
+  };
+  if (!flag(n, "connected")) {
+    return "down";
+  }
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "rx %.0fk tx %.0fk loss %.1f%% jit %.1fms rtt %.1fms",
+                num("rx_kbps"), num("tx_kbps"), num("loss_pct"), num("jitter_ms"), num("rtt_ms"));
+  return buf;
+}
+
 std::string format_table(const std::vector<std::string>& headers,
                          const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width(headers.size(), 0);
@@ -91,13 +110,26 @@ std::string mic_state(const json& q) {
 }
 
 std::string render_list(const json& result) {
+  // The NET column appears only when some qube is remote (has a network
+  // session), so a purely local setup keeps its narrow table.
+  bool any_net = false;
+  for (const auto& q : qubes_of(result)) {
+    any_net = any_net || (q.contains("network") && q["network"].is_object());
+  }
   std::vector<std::vector<std::string>> rows;
   for (const auto& q : qubes_of(result)) {
     rows.push_back({str(q, "name"), str(q, "state"), str(q, "protocol"), str(q, "playback_format"),
                     latency(q), percent(q), flag(q, "muted") ? "yes" : "no", mic_state(q)});
+    if (any_net) {
+      rows.back().push_back(net_summary(q));
+    }
   }
-  return format_table({"NAME", "STATE", "PROTOCOL", "FORMAT", "LATENCY", "VOLUME", "MUTED", "MIC"},
-                      rows);
+  std::vector<std::string> headers{"NAME",    "STATE",  "PROTOCOL", "FORMAT",
+                                   "LATENCY", "VOLUME", "MUTED",    "MIC"};
+  if (any_net) {
+    headers.push_back("NET");
+  }
+  return format_table(headers, rows);
 }
 
 std::string render_info(const json& r) {

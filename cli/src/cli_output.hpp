@@ -29,5 +29,7 @@ std::string render_event(const json& event);          // "volume_changed qube=wo
 
 // "off" | "requested" | "attached" | "attached (persistent)"
 std::string mic_state(const json& qube);
+// A remote qube's network session in one cell ("rx 98k tx 2k loss 0.0% ..."); "-" if local.
+std::string net_summary(const json& qube);
 
 }  // namespace qaudio::cli

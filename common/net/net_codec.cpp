@@ -68,6 +68,18 @@ size_t AudioEncoder::encode(std::span<const int16_t> pcm, std::span<std::byte> o
   if (pcm.size() != n) {
     return 0;
   }
+  if (std::all_of(pcm.begin(), pcm.end(), [](int16_t v) { return v == 0; })) {
+    if (out.empty()) {
+      return 0;
+    }
+    if (last_ != Codec::Silence && enc_) {
+      opus_encoder_ctl(enc_, OPUS_RESET_STATE);  // the next sound starts from a clean state
+    }
+    last_ = Codec::Silence;
+    out[0] = std::byte{0};
+    return 1;
+  }
+  last_ = codec();
   if (p_.passthrough) {
     if (out.size() < n * 2) {
       return 0;
@@ -114,7 +126,16 @@ bool AudioDecoder::decode(Codec codec,
   if (out.size() < n) {
     return false;
   }
+  if (codec == Codec::Silence) {
+    std::fill(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), int16_t{0});
+    if (!silent_) {
+      opus_decoder_ctl(dec_, OPUS_RESET_STATE);  // as the encoder did: no stale tail later
+      silent_ = true;
+    }
+    return !fec;
+  }
   if (codec == Codec::Pcm16) {
+    silent_ = false;
     if (fec || data.size() != n * 2) {
       conceal(out, frame_samples);
       return false;
@@ -127,6 +148,7 @@ bool AudioDecoder::decode(Codec codec,
     // Keep Opus's concealment state meaningful only for Opus; PCM loss is filled with silence.
     return true;
   }
+  silent_ = false;
   int r = opus_decode(dec_, reinterpret_cast<const unsigned char*>(data.data()),
                       static_cast<opus_int32>(data.size()), out.data(),
                       static_cast<int>(frame_samples), fec ? 1 : 0);
@@ -139,6 +161,10 @@ bool AudioDecoder::decode(Codec codec,
 
 void AudioDecoder::conceal(std::span<int16_t> out, uint32_t frame_samples) {
   const size_t n = size_t{frame_samples} * channels_;
+  if (silent_) {
+    std::fill(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), int16_t{0});
+    return;
+  }
   int r = opus_decode(dec_, nullptr, 0, out.data(), static_cast<int>(frame_samples), 0);
   if (r != static_cast<int>(frame_samples)) {
     std::fill(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), int16_t{0});

@@ -29,6 +29,10 @@ struct CodecParams {
   bool fec = true;               // Opus in-band FEC
   int expected_loss_pct = 5;     // tunes the FEC the encoder spends bits on
   int complexity = 5;            // 0..10
+  // Every packet also carries the previous frame (RFC 2198 style), so a
+  // single lost packet is rebuilt exactly, not concealed: about twice the
+  // bitrate for no gap at random loss. Skipped when both do not fit a datagram.
+  bool redundancy = true;
 };
 
 // Checks channels, frame duration, bitrate, and that passthrough frames fit a datagram.
@@ -47,12 +51,16 @@ class AudioEncoder {
   // Algorithmic delay of the coder in samples (0 for passthrough).
   int lookahead() const { return lookahead_; }
   Codec codec() const { return p_.passthrough ? Codec::Pcm16 : Codec::Opus; }
+  // What the last encode() produced: codec(), or Codec::Silence for an
+  // all-zero frame (one zero byte; the Opus state restarts after it).
+  Codec last_codec() const { return last_; }
 
  private:
   AudioEncoder() = default;
   CodecParams p_;
   OpusEncoder* enc_ = nullptr;
   int lookahead_ = 0;
+  Codec last_ = Codec::Opus;
 };
 
 class AudioDecoder {
@@ -70,7 +78,8 @@ class AudioDecoder {
               std::span<int16_t> out,
               uint32_t frame_samples,
               bool fec);
-  // Packet-loss concealment for one missing frame.
+  // Packet-loss concealment for one missing frame (exact silence while the
+  // stream is in a run of Codec::Silence frames).
   void conceal(std::span<int16_t> out, uint32_t frame_samples);
   uint8_t channels() const { return channels_; }
 
@@ -78,6 +87,7 @@ class AudioDecoder {
   AudioDecoder() = default;
   OpusDecoder* dec_ = nullptr;
   uint8_t channels_ = 2;
+  bool silent_ = false;
 };
 
 }  // namespace qaudio::net

@@ -110,8 +110,9 @@ SessionCounters NetSession::counters() const {
   c.jitter_us = static_cast<int64_t>(jitter_us_);
   c.buffer_us = static_cast<int64_t>(buffer_wait_us_);
   c.target_us = target_frames() * frame_us();
+  c.boost_us = boost_frames_ * frame_us();
   uint64_t expected = c.played + c.fec + c.plc - c.underruns;
-  uint64_t lost = c.fec + c.plc - c.underruns;
+  uint64_t lost = c.red + c.fec + c.plc - c.underruns;
   c.loss_pct = expected ? 100.0 * static_cast<double>(lost) / static_cast<double>(expected) : 0;
   c.latency_us = frame_us() + codec_delay_us_ + (c.rtt_us > 0 ? c.rtt_us / 2 : 0) + c.buffer_us;
   return c;
@@ -126,6 +127,7 @@ void NetSession::reset_rx() {
   have_transit_ = false;
   window_min_depth_ = 1 << 30;
   window_pulls_ = 0;
+  dry_run_ = 0;  // a stream that ended is not a stall
 }
 
 int32_t NetSession::depth() const {
@@ -137,8 +139,30 @@ int32_t NetSession::target_frames() const {
   double fu = static_cast<double>(frame_us());
   // At least two frames: one playing, one in hand, so a packet arriving a
   // hair after its pull time (timer phase, scheduling) is not an underrun.
-  return std::clamp(static_cast<int32_t>(std::ceil(3.0 * jitter_us_ / fu)) + 1, 2,
+  return std::clamp(static_cast<int32_t>(std::ceil(3.0 * jitter_us_ / fu)) + 1 + boost_frames_, 2,
                     static_cast<int32_t>(kSlots / 2));
+}
+
+void NetSession::note_pull(bool ran_dry) {
+  if (ran_dry) {
+    ++dry_run_;
+    calm_pulls_ = 0;
+    return;
+  }
+  if (dry_run_ > 0) {
+    // Audio resumed after a stall of dry_run_ frames: keep that much in hand
+    // from now on, so the same stall again is bridged without a gap.
+    int32_t want = std::min(dry_run_, kMaxBoostFrames);
+    if (want > boost_frames_) {
+      boost_frames_ = want;
+      ++c_.deepened;
+    }
+    dry_run_ = 0;
+  }
+  if (boost_frames_ > 0 && static_cast<int64_t>(++calm_pulls_) * frame_us() >= kBoostDecayUs) {
+    --boost_frames_;  // the trimming below then gives the surplus frame back
+    calm_pulls_ = 0;
+  }
 }
 
 void NetSession::on_audio(const AudioPayload& a, int64_t now_us) {
@@ -163,7 +187,7 @@ void NetSession::on_audio(const AudioPayload& a, int64_t now_us) {
     rx_active_ = true;
     rx_started_ = false;
     next_seq_ = newest_seq_ = first_seq_ = a.seq;
-    codec_delay_us_ = a.codec == Codec::Opus ? 6500 : 0;  // Opus AUDIO lookahead: 312 samples
+    codec_delay_us_ = a.codec == Codec::Pcm16 ? 0 : 6500;  // Opus AUDIO lookahead: 312 samples
     // Until measured, assume half a frame of jitter (a 3-frame start for
     // 10 ms frames); the trimming below takes back what is not needed.
     jitter_us_ = std::max(jitter_us_, static_cast<double>(frame_us()) / 2);
@@ -182,7 +206,7 @@ void NetSession::on_audio(const AudioPayload& a, int64_t now_us) {
   have_transit_ = true;
   prev_transit_ = transit;
   Slot& s = slots_[a.seq % kSlots];
-  if (s.full && s.seq == a.seq) {
+  if (s.full && s.seq == a.seq && !s.redundant) {
     return;  // duplicate
   }
   s.full = true;
@@ -191,9 +215,26 @@ void NetSession::on_audio(const AudioPayload& a, int64_t now_us) {
   s.len = static_cast<uint16_t>(a.data.size());
   s.arrival_us = now_us;
   s.send_us = a.send_us;
+  s.redundant = false;
   std::copy(a.data.begin(), a.data.end(), s.data.begin());
   if (seq_diff(a.seq, newest_seq_) > 0) {
     newest_seq_ = a.seq;
+  }
+  // The redundant copy of frame seq-1 fills its slot if that packet was lost
+  // (or is late) and the frame has not been played yet.
+  const uint32_t prev = a.seq - 1;
+  if (!a.red.empty() && seq_diff(prev, next_seq_) >= 0) {
+    Slot& r = slots_[prev % kSlots];
+    if (!(r.full && r.seq == prev)) {
+      r.full = true;
+      r.seq = prev;
+      r.codec = a.red_codec;
+      r.len = static_cast<uint16_t>(a.red.size());
+      r.arrival_us = now_us;
+      r.send_us = a.send_us - static_cast<uint64_t>(frame_us());
+      r.redundant = true;
+      std::copy(a.red.begin(), a.red.end(), r.data.begin());
+    }
   }
 }
 
@@ -231,9 +272,14 @@ bool NetSession::pull(std::span<int16_t> out, int64_t now_us) {
   }
   Slot& cur = slots_[next_seq_ % kSlots];
   if (cur.full && cur.seq == next_seq_) {
+    if (cur.redundant) {
+      ++c_.red;
+    } else {
+      ++c_.played;
+    }
     play_slot(cur, out, now_us);
-    ++c_.played;
     ++next_seq_;
+    note_pull(false);
   } else if (seq_diff(newest_seq_, next_seq_) > 0) {
     // Lost (or very late): rebuild from the next packet's FEC, else conceal.
     Slot& nx = slots_[(next_seq_ + 1) % kSlots];
@@ -250,11 +296,13 @@ bool NetSession::pull(std::span<int16_t> out, int64_t now_us) {
     }
     last_played_seq_ = next_seq_;
     ++next_seq_;
+    note_pull(false);
   } else {
     // Ran dry: conceal without advancing, which also deepens the buffer.
     dec_->conceal(out, rx_frame_samples());
     ++c_.plc;
     ++c_.underruns;
+    note_pull(true);
   }
   // Latency trimming / drift compensation: when the buffer never fell below
   // target + 1 frames for a whole second, one frame is surplus: skip it (its
@@ -484,6 +532,7 @@ void NetEndpoint::on_datagram(std::span<const std::byte> d,
     s->window_.reset();
     s->reset_rx();
     s->c_.rtt_us = -1;
+    s->peer_flags_ = 0;
   }
   if (!s->window_.accept(h->counter)) {
     ++s->c_.replays;
@@ -530,8 +579,19 @@ void NetEndpoint::on_datagram(std::span<const std::byte> d,
       s->on_audio(*a, now_us);
       break;
     }
+    case PacketType::State: {
+      auto st = parse_state(plain);
+      if (!st) {
+        log_debug("net: peer '%s' sent a bad state payload: %s", s->name_.c_str(),
+                  st.error().message.c_str());
+        return;
+      }
+      s->peer_flags_ = st->flags;
+      break;
+    }
     case PacketType::Bye:
       log_info("net %s: peer '%s' said goodbye", describe().c_str(), s->name_.c_str());
+      s->peer_flags_ = 0;
       s->reset_rx();
       s->last_rx_us_ = -1;
       break;
@@ -597,6 +657,9 @@ void NetEndpoint::tick(int64_t now_us) {
       std::array<std::byte, kKeepAliveSize> buf{};
       write_keepalive(k, buf);
       send_packet(s, PacketType::KeepAlive, s.peer_session_, buf, s.addr_, s.addr_len_);
+      std::array<std::byte, kStateSize> st{};
+      write_state(StatePayload{s.local_flags_}, st);
+      send_packet(s, PacketType::State, s.peer_session_, st, s.addr_, s.addr_len_);
     }
   }
 }
@@ -613,20 +676,44 @@ Result<void> NetEndpoint::send_audio(NetSession& s,
   }
   AudioPayload a;
   a.stream = server_ ? StreamId::Microphone : StreamId::Playback;
-  a.codec = s.enc_->codec();
+  a.codec = s.enc_->last_codec();
   a.channels = s.enc_->params().channels;
   a.frame_quarter_ms = s.enc_->params().frame_quarter_ms;
   a.seq = s.tx_seq_++;
   a.send_us = static_cast<uint64_t>(now_us);
   a.data = std::span<const std::byte>(coded_buf_.data(), n);
+  if (s.enc_->params().redundancy && s.prev_len_ > 0) {
+    a.red_codec = s.prev_codec_;
+    a.red = std::span<const std::byte>(s.prev_coded_.data(), s.prev_len_);
+  }
   size_t plen = write_audio(a, payload_buf_);
+  if (plen == 0 && !a.red.empty()) {
+    a.red = {};  // both do not fit one datagram (PCM passthrough): send the frame alone
+    plen = write_audio(a, payload_buf_);
+  }
   if (plen == 0) {
     return fail("net: coded frame too large for a datagram");
   }
+  std::copy(coded_buf_.begin(), coded_buf_.begin() + static_cast<std::ptrdiff_t>(n),
+            s.prev_coded_.begin());
+  s.prev_len_ = n;
+  s.prev_codec_ = a.codec;
   send_packet(s, PacketType::Audio, s.peer_session_, std::span(payload_buf_.data(), plen), s.addr_,
               s.addr_len_);
   ++s.c_.tx_frames;
   return {};
+}
+
+void NetEndpoint::set_state(NetSession& s, uint32_t flags) {
+  if (flags == s.local_flags_) {
+    return;
+  }
+  s.local_flags_ = flags;
+  if (s.peer_session_ != 0 && s.addr_len_ != 0) {
+    std::array<std::byte, kStateSize> st{};
+    write_state(StatePayload{flags}, st);
+    send_packet(s, PacketType::State, s.peer_session_, st, s.addr_, s.addr_len_);
+  }
 }
 
 void NetEndpoint::send_bye(int64_t /*now_us*/) {

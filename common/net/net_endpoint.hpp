@@ -40,19 +40,22 @@ struct SessionCounters {
   uint64_t rx_packets = 0, rx_bytes = 0;  // authenticated datagrams accepted
   uint64_t tx_frames = 0, rx_frames = 0;  // audio frames sent / received
   uint64_t played = 0;                    // frames decoded from their own packet
-  uint64_t fec = 0;                       // missing frames rebuilt from the next packet's FEC
-  uint64_t plc = 0;                       // missing frames concealed (lost or not yet arrived)
-  uint64_t underruns = 0;                 // of those: nothing newer had arrived (buffer ran dry)
-  uint64_t late = 0;                      // packets that arrived after their playout time
-  uint64_t dropped = 0;                   // frames skipped to trim excess latency (clock drift)
-  uint64_t replays = 0;                   // authenticated datagrams refused as repeated or stale
+  uint64_t red = 0;  // frames whose packet was lost, rebuilt from the next one's redundant copy
+  uint64_t fec = 0;  // missing frames rebuilt from the next packet's FEC
+  uint64_t plc = 0;  // missing frames concealed (lost or not yet arrived)
+  uint64_t underruns = 0;  // of those: nothing newer had arrived (buffer ran dry)
+  uint64_t late = 0;       // packets that arrived after their playout time
+  uint64_t dropped = 0;    // frames skipped to trim excess latency (clock drift)
+  uint64_t replays = 0;    // authenticated datagrams refused as repeated or stale
   uint64_t address_changes = 0;
   uint64_t resets = 0;     // receive stream restarts (new peer session, long gap)
-  double loss_pct = 0;     // (fec + plc - underruns) / expected frames, %
+  uint64_t deepened = 0;   // jitter-buffer target raised after the buffer ran dry
+  double loss_pct = 0;     // frames whose own packet was missing at playout, % of expected
   int64_t jitter_us = 0;   // interarrival jitter estimate (RFC 3550 style)
   int64_t rtt_us = -1;     // from keep-alive echoes; -1 until measured
   int64_t buffer_us = 0;   // mean time a played frame waited in the jitter buffer
   int64_t target_us = 0;   // jitter-buffer depth the adapter aims for
+  int64_t boost_us = 0;    // of which: the stall allowance learnt from underruns
   int64_t latency_us = 0;  // reported end-to-end: frame + coder delay + rtt/2 + buffer
 };
 
@@ -75,6 +78,8 @@ class NetSession {
   uint32_t last_played_seq() const { return last_played_seq_; }
   uint64_t last_played_send_us() const { return last_played_send_us_; }
   std::string peer_address() const;
+  // The peer's latest control state (kState* flags); 0 while not connected.
+  uint32_t peer_flags(int64_t now_us) const { return connected(now_us) ? peer_flags_ : 0; }
 
  private:
   friend class NetEndpoint;
@@ -85,6 +90,7 @@ class NetSession {
     uint16_t len = 0;
     int64_t arrival_us = 0;
     uint64_t send_us = 0;
+    bool redundant = false;  // filled from the next packet's redundant copy
     std::array<std::byte, kMaxAudioData> data{};
   };
   static constexpr uint32_t kSlots = 64;
@@ -95,6 +101,13 @@ class NetSession {
   void play_slot(Slot& s, std::span<int16_t> out, int64_t now_us);
   int64_t frame_us() const { return int64_t{rx_quarter_ms_} * 2500; }
   int32_t target_frames() const;
+  void note_pull(bool ran_dry);
+
+  // Underrun adaptation: a run of dry pulls (a stall of the path or of the
+  // sender) raises the target by its length once audio resumes; one frame
+  // of that allowance is given back per kBoostDecayUs without a dry pull.
+  static constexpr int32_t kMaxBoostFrames = 20;
+  static constexpr int64_t kBoostDecayUs = 2'000'000;
 
   std::string name_;
   Key key_{};
@@ -116,6 +129,9 @@ class NetSession {
   std::unique_ptr<AudioEncoder> enc_;
   uint64_t tx_counter_ = 0;
   uint32_t tx_seq_ = 0;
+  std::array<std::byte, kMaxAudioData> prev_coded_{};  // the last frame sent, for redundancy
+  size_t prev_len_ = 0;
+  Codec prev_codec_ = Codec::Opus;
   // Receive stream and jitter buffer.
   StreamId rx_stream_ = StreamId::Playback;
   std::unique_ptr<AudioDecoder> dec_;
@@ -136,6 +152,12 @@ class NetSession {
   uint32_t last_played_seq_ = 0;
   uint64_t last_played_send_us_ = 0;
   int codec_delay_us_ = 0;
+  int32_t boost_frames_ = 0;
+  int32_t dry_run_ = 0;
+  uint32_t calm_pulls_ = 0;
+  // Control state (PacketType::State).
+  uint32_t local_flags_ = 0;
+  uint32_t peer_flags_ = 0;
   std::vector<Slot> slots_;
   std::vector<int16_t> scratch_;
   SessionCounters c_;
@@ -173,6 +195,10 @@ class NetEndpoint {
   // Encodes and sends one frame (tx.channels * frame samples, interleaved) to
   // the session's peer. Fails while the peer is not known yet.
   Result<void> send_audio(NetSession& s, std::span<const int16_t> frame, int64_t now_us);
+  // Sets this side's control state toward the session's peer (kState* flags):
+  // sent at once when it changed and the peer is known, and with every
+  // keep-alive after, so a lost datagram is repaired within one interval.
+  void set_state(NetSession& s, uint32_t flags);
   // Tells the peers this side leaves (best effort).
   void send_bye(int64_t now_us);
 

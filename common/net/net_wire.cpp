@@ -40,7 +40,7 @@ Result<Header> parse_header(std::span<const std::byte> d) {
                 " not supported (this side speaks " + std::to_string(kVersion) + ")");
   }
   uint8_t type = static_cast<uint8_t>(p[5]);
-  if (type < 1 || type > 4) {
+  if (type < 1 || type > 5) {
     return fail("net: unknown packet type " + std::to_string(type));
   }
   if (get_le(p + 6, 2) != 0) {
@@ -70,6 +70,28 @@ void write_header(const Header& h, std::span<std::byte, kHeaderSize> out) {
   put_le(p + 32, h.counter, 8);
 }
 
+namespace {
+
+// Codec-specific length rules shared by the primary and the redundant frame.
+Result<void> check_frame(Codec codec,
+                         size_t len,
+                         uint8_t channels,
+                         uint8_t quarter_ms,
+                         const std::byte* data) {
+  if (len == 0) {
+    return fail("net: empty audio frame");
+  }
+  if (codec == Codec::Pcm16 && len != size_t{frame_samples(quarter_ms)} * channels * 2) {
+    return fail("net: PCM frame of " + std::to_string(len) + " bytes does not match its duration");
+  }
+  if (codec == Codec::Silence && (len != 1 || data[0] != std::byte{0})) {
+    return fail("net: a silence frame is exactly one zero byte");
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<AudioPayload> parse_audio(std::span<const std::byte> plain) {
   if (plain.size() < kAudioHeaderSize) {
     return fail("net: audio payload shorter than its header");
@@ -81,7 +103,7 @@ Result<AudioPayload> parse_audio(std::span<const std::byte> plain) {
   if (stream > 1) {
     return fail("net: unknown audio stream " + std::to_string(stream));
   }
-  if (codec > 1) {
+  if (codec > 2) {
     return fail("net: unknown codec " + std::to_string(codec));
   }
   a.stream = static_cast<StreamId>(stream);
@@ -97,27 +119,46 @@ Result<AudioPayload> parse_audio(std::span<const std::byte> plain) {
   a.seq = static_cast<uint32_t>(get_le(p + 4, 4));
   a.send_us = get_le(p + 8, 8);
   size_t len = get_le(p + 16, 2);
-  if (get_le(p + 18, 2) != 0) {
-    return fail("net: reserved audio header bytes are not zero");
+  uint8_t flags = static_cast<uint8_t>(p[18]);
+  if ((flags & ~kAudioFlagRedundant) != 0 || p[19] != std::byte{0}) {
+    return fail("net: unknown audio flags or non-zero reserved byte");
   }
-  if (len != plain.size() - kAudioHeaderSize) {
+  const size_t body = plain.size() - kAudioHeaderSize;
+  if ((flags & kAudioFlagRedundant) == 0 ? len != body : len + kRedundantHeaderSize > body) {
     return fail("net: audio length field " + std::to_string(len) + " does not match payload " +
-                std::to_string(plain.size() - kAudioHeaderSize));
+                std::to_string(body));
   }
-  if (a.codec == Codec::Pcm16 &&
-      len != size_t{frame_samples(a.frame_quarter_ms)} * a.channels * 2) {
-    return fail("net: PCM frame of " + std::to_string(len) + " bytes does not match its duration");
-  }
-  if (len == 0) {
-    return fail("net: empty audio frame");
+  if (auto c = check_frame(a.codec, len, a.channels, a.frame_quarter_ms, p + kAudioHeaderSize);
+      !c) {
+    return fail(c.error());
   }
   a.data = plain.subspan(kAudioHeaderSize, len);
+  if ((flags & kAudioFlagRedundant) != 0) {
+    const std::byte* r = p + kAudioHeaderSize + len;
+    uint8_t rcodec = static_cast<uint8_t>(r[0]);
+    size_t rlen = get_le(r + 2, 2);
+    if (rcodec > 2 || r[1] != std::byte{0}) {
+      return fail("net: redundant frame with unknown codec or non-zero reserved byte");
+    }
+    if (len + kRedundantHeaderSize + rlen != body) {
+      return fail("net: redundant frame length " + std::to_string(rlen) +
+                  " does not match payload");
+    }
+    a.red_codec = static_cast<Codec>(rcodec);
+    if (auto c = check_frame(a.red_codec, rlen, a.channels, a.frame_quarter_ms,
+                             r + kRedundantHeaderSize);
+        !c) {
+      return fail(c.error());
+    }
+    a.red = plain.subspan(kAudioHeaderSize + len + kRedundantHeaderSize, rlen);
+  }
   return a;
 }
 
 size_t write_audio(const AudioPayload& a, std::span<std::byte> out) {
-  size_t n = kAudioHeaderSize + a.data.size();
-  if (out.size() < n || a.data.size() > kMaxAudioData) {
+  size_t n =
+      kAudioHeaderSize + a.data.size() + (a.red.empty() ? 0 : kRedundantHeaderSize + a.red.size());
+  if (out.size() < n || a.data.size() > kMaxAudioData || a.red.size() > kMaxAudioData) {
     return 0;
   }
   std::byte* p = out.data();
@@ -128,9 +169,20 @@ size_t write_audio(const AudioPayload& a, std::span<std::byte> out) {
   put_le(p + 4, a.seq, 4);
   put_le(p + 8, a.send_us, 8);
   put_le(p + 16, a.data.size(), 2);
-  put_le(p + 18, 0, 2);
+  p[18] = static_cast<std::byte>(a.red.empty() ? 0 : kAudioFlagRedundant);
+  p[19] = std::byte{0};
+  std::byte* q = p + kAudioHeaderSize;
   for (size_t i = 0; i < a.data.size(); ++i) {
-    p[kAudioHeaderSize + i] = a.data[i];
+    *q++ = a.data[i];
+  }
+  if (!a.red.empty()) {
+    q[0] = static_cast<std::byte>(a.red_codec);
+    q[1] = std::byte{0};
+    put_le(q + 2, a.red.size(), 2);
+    q += kRedundantHeaderSize;
+    for (size_t i = 0; i < a.red.size(); ++i) {
+      *q++ = a.red[i];
+    }
   }
   return n;
 }
@@ -151,6 +203,24 @@ void write_keepalive(const KeepAlivePayload& k, std::span<std::byte, kKeepAliveS
   put_le(out.data(), k.send_us, 8);
   put_le(out.data() + 8, k.echo_us, 8);
   put_le(out.data() + 16, k.held_us, 8);
+}
+
+Result<StatePayload> parse_state(std::span<const std::byte> plain) {
+  if (plain.size() != kStateSize) {
+    return fail("net: state payload of " + std::to_string(plain.size()) + " bytes (want " +
+                std::to_string(kStateSize) + ")");
+  }
+  StatePayload st;
+  st.flags = static_cast<uint32_t>(get_le(plain.data(), 4));
+  if ((st.flags & ~kStateKnownFlags) != 0 || get_le(plain.data() + 4, 4) != 0) {
+    return fail("net: state payload with unknown flags or non-zero reserved bytes");
+  }
+  return st;
+}
+
+void write_state(const StatePayload& st, std::span<std::byte, kStateSize> out) {
+  put_le(out.data(), st.flags, 4);
+  put_le(out.data() + 4, 0, 4);
 }
 
 }  // namespace qaudio::net

@@ -26,12 +26,16 @@ inline constexpr size_t kMaxPlain = kMaxDatagram - kHeaderSize - kTagSize;
 inline constexpr size_t kAudioHeaderSize = 20;
 inline constexpr size_t kMaxAudioData = kMaxPlain - kAudioHeaderSize;
 inline constexpr size_t kKeepAliveSize = 24;
+inline constexpr size_t kRedundantHeaderSize = 4;
+inline constexpr uint8_t kAudioFlagRedundant = 1;
+inline constexpr size_t kStateSize = 8;
 
 enum class PacketType : uint8_t {
   Hello = 1,      // "here is my session"; answered with a Hello naming the sender
   Audio = 2,      // one coded audio frame
   KeepAlive = 3,  // liveness, NAT binding, round-trip time
   Bye = 4,        // the sender is leaving (orderly shutdown)
+  State = 5,      // the sender's latest control state (idempotent, repeated)
 };
 
 // The 40 clear bytes, all little-endian, authenticated as associated data:
@@ -51,13 +55,18 @@ struct Header {
 Result<Header> parse_header(std::span<const std::byte> datagram);
 void write_header(const Header& h, std::span<std::byte, kHeaderSize> out);
 
-enum class Codec : uint8_t { Opus = 0, Pcm16 = 1 };
+// Silence: a frame of exact digital silence (all samples zero), sent as one
+// zero byte; the receiver plays exact zeros (Opus would leave a faint tail,
+// and a mic gate's silence must stay exactly silent).
+enum class Codec : uint8_t { Opus = 0, Pcm16 = 1, Silence = 2 };
 enum class StreamId : uint8_t { Playback = 0, Microphone = 1 };
 
 // Audio payload (inside the AEAD):
 //   [0] stream  [1] codec  [2] channels (1|2)  [3] frame duration in units of 2.5 ms
 //   [4,8) sequence number  [8,16) sender monotonic time, us  [16,18) data length
-//   [18,20) zero  [20, 20+len) coded frame
+//   [18] flags (bit 0: a redundant block follows)  [19] zero  [20, 20+len) coded frame
+//   redundant block (RFC 2198 style: frame seq-1 again, so one loss is rebuilt
+//   exactly): [0] codec [1] zero [2,4) length, then the coded frame.
 struct AudioPayload {
   StreamId stream = StreamId::Playback;
   Codec codec = Codec::Opus;
@@ -66,6 +75,8 @@ struct AudioPayload {
   uint32_t seq = 0;
   uint64_t send_us = 0;
   std::span<const std::byte> data;
+  Codec red_codec = Codec::Opus;  // the redundant copy of frame seq-1, if red is not empty
+  std::span<const std::byte> red;
 };
 Result<AudioPayload> parse_audio(std::span<const std::byte> plain);
 // Returns the bytes written, or 0 if `out` is too small or data too long.
@@ -80,6 +91,17 @@ struct KeepAlivePayload {
 };
 Result<KeepAlivePayload> parse_keepalive(std::span<const std::byte> plain);
 void write_keepalive(const KeepAlivePayload& k, std::span<std::byte, kKeepAliveSize> out);
+
+// State payload: latest-state control flags, sent on every change and with
+// every keep-alive (so a lost one is repaired within 250 ms). [0,4) flags,
+// [4,8) zero. Unknown flag bits are refused (a newer peer must negotiate).
+inline constexpr uint32_t kStateMicWanted = 1u << 0;  // agent -> daemon: the qube records
+inline constexpr uint32_t kStateKnownFlags = kStateMicWanted;
+struct StatePayload {
+  uint32_t flags = 0;
+};
+Result<StatePayload> parse_state(std::span<const std::byte> plain);
+void write_state(const StatePayload& st, std::span<std::byte, kStateSize> out);
 
 // Frame length in samples per channel at 48 kHz for a 2.5 ms-unit duration.
 inline uint32_t frame_samples(uint8_t quarter_ms) {

@@ -32,6 +32,19 @@ TEST(CliOutput, list_renders_every_qube) {
       "personal  waiting  none      s16le 44100 Hz 2 ch  -        100%    yes    requested\n");
 }
 
+TEST(CliOutput, list_shows_a_net_column_only_for_remote_qubes) {
+  json r = two_qubes();
+  r["qubes"][0]["network"] = json{{"connected", true}, {"rx_kbps", 98.2},  {"tx_kbps", 1.5},
+                                  {"loss_pct", 4.9},   {"jitter_ms", 6.2}, {"rtt_ms", 0.4}};
+  std::string out = render_list(r);
+  EXPECT_NE(out.find("MIC                    NET\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("rx 98k tx 2k loss 4.9% jit 6.2ms rtt 0.4ms\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("requested              -\n"), std::string::npos) << out;
+  r["qubes"][0]["network"]["connected"] = false;
+  EXPECT_NE(render_list(r).find("down\n"), std::string::npos);
+  EXPECT_EQ(render_list(two_qubes()).find("NET"), std::string::npos);
+}
+
 TEST(CliOutput, empty_list_is_just_the_header) {
   EXPECT_EQ(render_list(json{{"qubes", json::array()}}),
             "NAME  STATE  PROTOCOL  FORMAT  LATENCY  VOLUME  MUTED  MIC\n");

@@ -253,6 +253,83 @@ TEST_F(ControlApiTest, trailing_carriage_return_is_accepted) {
   EXPECT_EQ(call("{\"id\":1,\"method\":\"info\"}\r")["result"]["backend"], "fake");
 }
 
+// net_report: a remote qube's network counters, stored and shown by list.
+const char* kGoodNetwork =
+    R"("network": {"peer": "192.0.2.7:40000", "connected": true, "tx_bytes": 1000,
+    "rx_bytes": 250000, "tx_packets": 10, "rx_packets": 2000, "tx_kbps": 1.5, "rx_kbps": 98.2,
+    "loss_pct": 4.9, "jitter_ms": 6.2, "rtt_ms": 0.4, "latency_ms": 41.5, "buffer_ms": 22.0,
+    "red": 40, "fec": 3, "plc": 95, "underruns": 1, "late": 2, "dropped": 0})";
+
+TEST_F(ControlApiTest, net_report_is_stored_and_listed_as_network) {
+  json before = call(R"({"id":1,"method":"list"})");
+  EXPECT_TRUE(before["result"]["qubes"][0]["network"].is_null()) << "a local qube has none";
+  json r = call(std::string(R"({"id":2,"method":"net_report","params":{"qube":"work",)") +
+                kGoodNetwork + "}}");
+  ASSERT_TRUE(r.contains("result")) << r.dump();
+  EXPECT_EQ(r["result"]["stored"], true);
+  json l = call(R"({"id":3,"method":"list","params":{"qube":"work"}})");
+  const json& n = l["result"]["qubes"][0]["network"];
+  ASSERT_TRUE(n.is_object()) << l.dump();
+  EXPECT_EQ(n["peer"], "192.0.2.7:40000");
+  EXPECT_EQ(n["connected"], true);
+  EXPECT_EQ(n["rx_bytes"], 250000);
+  EXPECT_DOUBLE_EQ(n["rx_kbps"].get<double>(), 98.2);
+  EXPECT_DOUBLE_EQ(n["loss_pct"].get<double>(), 4.9);
+  EXPECT_DOUBLE_EQ(n["jitter_ms"].get<double>(), 6.2);
+  EXPECT_DOUBLE_EQ(n["rtt_ms"].get<double>(), 0.4);
+  EXPECT_EQ(n["plc"], 95);
+  EXPECT_EQ(n["fec"], 3);
+  EXPECT_EQ(n["red"], 40);
+  EXPECT_TRUE(l["result"]["qubes"][0]["network"].contains("age_ms"));
+}
+
+TEST_F(ControlApiTest, net_report_bad_input_is_refused_and_changes_nothing) {
+  auto with = [&](const std::string& qube, const std::string& network) {
+    return call(R"({"id":9,"method":"net_report","params":{"qube":")" + qube + R"(",)" + network +
+                "}}");
+  };
+  std::string good = kGoodNetwork;
+  auto replace = [&](const std::string& from, const std::string& to) {
+    std::string s = good;
+    s.replace(s.find(from), from.size(), to);
+    return s;
+  };
+  const std::vector<std::string> bad = {
+      R"("network": 5)",
+      R"("network": {})",
+      replace(R"("loss_pct": 4.9)", R"("loss_pct": 101)"),
+      replace(R"("loss_pct": 4.9)", R"("loss_pct": -0.5)"),
+      replace(R"("rtt_ms": 0.4)", R"("rtt_ms": -2)"),
+      replace(R"("tx_bytes": 1000)", R"("tx_bytes": -1)"),
+      replace(R"("tx_bytes": 1000)", R"("tx_bytes": 1.5)"),
+      replace(R"("tx_bytes": 1000)", R"("tx_bytes": 18446744073709551615)"),
+      replace(R"("rx_kbps": 98.2)", R"("rx_kbps": "fast")"),
+      replace(R"("connected": true)", R"("connected": 1)"),
+      replace(R"("fec": 3, )", ""),
+      replace(R"("peer": "192.0.2.7:40000")", R"("peer": "a\u0001b")"),
+      replace(R"("peer": "192.0.2.7:40000")", R"("peer": ")" + std::string(65, 'x') + "\""),
+      replace(R"("dropped": 0)", R"("dropped": 0, "secret": 1)"),
+  };
+  for (const auto& b : bad) {
+    json r = with("work", b);
+    EXPECT_EQ(code(r), "invalid_params") << b;
+    EXPECT_FALSE(r["error"]["message"].get<std::string>().empty());
+  }
+  EXPECT_EQ(code(with("nope", good)), "not_found");
+  EXPECT_EQ(code(call(R"({"id":1,"method":"net_report","params":{"qube":"work"}})")),
+            "invalid_params");
+  EXPECT_EQ(code(call(std::string(R"({"id":1,"method":"net_report","params":{"qube":"work",)") +
+                      kGoodNetwork + R"(, "extra": 1}})")),
+            "invalid_params");
+  // Nothing reached the target except the one unknown-qube call, and no qube changed.
+  EXPECT_EQ(target.calls, std::vector<std::string>{"set_network nope"});
+  json l = call(R"({"id":3,"method":"list"})");
+  for (const auto& q : l["result"]["qubes"]) {
+    EXPECT_TRUE(q["network"].is_null()) << q.dump();
+  }
+  EXPECT_EQ(l["result"]["qubes"][0]["volume"], 80);
+}
+
 TEST(ControlEvents, event_lines_carry_type_and_data) {
   EXPECT_EQ(event_line(event_volume_changed("work", 80)),
             "{\"data\":{\"qube\":\"work\",\"volume\":80},\"event\":\"volume_changed\"}\n");

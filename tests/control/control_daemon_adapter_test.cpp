@@ -81,6 +81,29 @@ TEST_F(AdapterTest, mic_attach_and_detach_go_through_the_gate_with_events) {
                 "{\"data\":{\"qube\":\"work\"},\"event\":\"mic_detached\"}\n"}));
 }
 
+TEST_F(AdapterTest, net_report_is_kept_per_qube_and_listed) {
+  NetworkStatus n;
+  n.peer = "192.0.2.7:40000";
+  n.connected = true;
+  n.rx_bytes = 5000;
+  n.loss_pct = 2.5;
+  EXPECT_FALSE(adapter->set_network("work", n));
+  auto err = adapter->set_network("nope", n);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->code, ErrorCode::NotFound);
+  for (const auto& q : adapter->list()) {
+    if (q.name == "work") {
+      ASSERT_TRUE(q.network);
+      EXPECT_EQ(q.network->rx_bytes, 5000u);
+      EXPECT_DOUBLE_EQ(q.network->loss_pct, 2.5);
+      EXPECT_LE(q.network->age_ms, 10'000u);
+    } else {
+      EXPECT_FALSE(q.network) << q.name << " is local";
+    }
+  }
+  EXPECT_TRUE(events.empty());
+}
+
 TEST_F(AdapterTest, unknown_qube_is_not_found_and_set_output_unsupported) {
   EXPECT_EQ(adapter->set_volume("nope", 5)->code, ErrorCode::NotFound);
   EXPECT_EQ(adapter->set_mute("nope", true)->code, ErrorCode::NotFound);

@@ -102,6 +102,19 @@ class FakeControlTarget : public ControlTarget {
     return ControlError{ErrorCode::NotFound, "no device named '" + d + "'"};
   }
 
+  Status set_network(const std::string& q, const NetworkStatus& n) override {
+    calls.push_back("set_network " + q);
+    if (forced) {
+      return forced;
+    }
+    QubeStatus* s = find(q);
+    if (!s) {
+      return no_qube(q);
+    }
+    s->network = n;
+    return std::nullopt;
+  }
+
   QubeStatus* find(const std::string& q) {
     for (auto& s : qubes) {
       if (s.name == q) {

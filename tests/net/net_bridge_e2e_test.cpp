@@ -16,6 +16,8 @@
 #include <fstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "e2e_util.hpp"
 #include "net_endpoint.hpp"
 #include "net_shim.hpp"
@@ -177,6 +179,115 @@ class NetBridgeE2E : public ::testing::Test {
   }
   std::string audiovm_log() const { return dir_.path() + "/audiovm-bridge.log"; }
 
+  // The mic rig: the audio qube's PulseAudio has a 1 kHz tone at 0.5 on its
+  // default source; the daemon (qaudio.Mic policy allowing work, control
+  // socket) <- audiovm bridge (--control: net_report) <- shim <- qube bridge
+  // <- qaudio-fake-agent --protocol stock --mic, which records every mic
+  // byte it receives (S16LE 44.1 kHz stereo).
+  void start_mic_rig(const std::string& key) {
+    ASSERT_EQ(
+        audio_->pactl({"load-module", "module-null-sink", "sink_name=mic", "rate=48000"}).status,
+        0);
+    ASSERT_EQ(audio_->pactl({"set-default-source", "mic.monitor"}).status, 0);
+    // The daemon keeps playing on "out": the qube's playback must not reach the mic.
+    ASSERT_EQ(audio_->pactl({"set-default-sink", "out"}).status, 0);
+    std::string wav = dir_.path() + "/mic.wav";
+    ASSERT_EQ(qaudio::test::run_command({"sox", "-n", "-r", "48000", "-c", "2", "-b", "16", wav,
+                                         "synth", "120", "sine", "1000", "vol", "0.5"},
+                                        {}, 30s)
+                  .status,
+              0);
+    auto p = Child::spawn({"paplay", "-d", "mic", wav}, audio_->client_env(),
+                          dir_.path() + "/mic-paplay.log");
+    ASSERT_TRUE(p);
+    player_ = std::move(*p);
+    qaudio::test::make_dir(dir_.path() + "/policy");
+    qaudio::test::write_file(dir_.path() + "/policy/50-audio.policy",
+                             "qaudio.Mic * work sys-audio allow\n"
+                             "qaudio.Play * @anyvm sys-audio allow\n");
+    uint16_t port = free_udp_port();
+    auto d =
+        Child::spawn({QAUDIO_DAEMON_PATH, "--channel", "unix:" + dir_.path() + "/vchan-audiovm",
+                      "--qube", "work=" + std::to_string(kQubeDomid), "--audio-domid",
+                      std::to_string(kAudioDomid), "--backend", "pulse:" + audio_->server(),
+                      "--policy-dir", dir_.path() + "/policy", "--audio-qube", "sys-audio",
+                      "--state-dir", dir_.path() + "/state", "--control", control(), "-v"},
+                     audio_->client_env(), dir_.path() + "/daemon.log");
+    ASSERT_TRUE(d);
+    daemon_ = std::move(*d);
+    auto b = Child::spawn(
+        {QAUDIO_BRIDGE_PATH, "--role", "audiovm", "--listen", "127.0.0.1:" + std::to_string(port),
+         "--peer", "work:" + std::to_string(kQubeDomid) + ":" + key, "--channel",
+         "unix:" + dir_.path() + "/vchan-audiovm", "--audio-domid", std::to_string(kAudioDomid),
+         "--control", control()},
+        {}, audiovm_log());
+    ASSERT_TRUE(b);
+    audiovm_bridge_ = std::move(*b);
+    shim_ = std::make_unique<ShimThread>(port);
+    shim_->shim().loss = loss_;
+    shim_->shim().jitter_us = jitter_us_;
+    shim_->start();
+    auto q =
+        Child::spawn({QAUDIO_BRIDGE_PATH, "--role", "qube", "--connect",
+                      "127.0.0.1:" + std::to_string(shim_->shim().client_facing_port()), "--key",
+                      key, "--channel", "unix:" + dir_.path() + "/vchan-qube", "--domid",
+                      std::to_string(kQubeDomid), "--audiovm-domid", std::to_string(kAudioDomid)},
+                     {}, dir_.path() + "/qube-bridge.log");
+    ASSERT_TRUE(q);
+    qube_bridge_ = std::move(*q);
+    auto a = Child::spawn({QAUDIO_FAKE_AGENT_PATH,
+                           "--channel",
+                           "unix:" + dir_.path() + "/vchan-qube",
+                           "--domid",
+                           std::to_string(kQubeDomid),
+                           "--audio-domid",
+                           std::to_string(kAudioDomid),
+                           "--name",
+                           "work",
+                           "--protocol",
+                           "stock",
+                           "--freq",
+                           "440",
+                           "--amplitude",
+                           "0.1",
+                           "--seconds",
+                           "0",
+                           "--mic",
+                           "--record",
+                           mic_rec()},
+                          {}, dir_.path() + "/agent.log");
+    ASSERT_TRUE(a);
+    agent_ = std::move(*a);
+  }
+  std::string control() const { return dir_.path() + "/control.sock"; }
+  std::string mic_rec() const { return dir_.path() + "/work-mic.raw"; }
+  // What the qube's agent received as its mic: S16LE 44.1 kHz stereo -> float.
+  std::vector<float> mic() {
+    std::string raw = read_text(mic_rec());
+    return qaudio::test::s16_to_float(std::as_bytes(std::span(raw.data(), raw.size() / 4 * 4)));
+  }
+  qaudio::test::CommandResult cli(std::vector<std::string> args) {
+    args.insert(args.begin(), {QVM_AUDIO_BIN, "--control", control()});
+    return qaudio::test::run_command(args, {}, 10s, dir_.path() + "/qvm-audio.log");
+  }
+  nlohmann::json work_entry() {
+    auto j = nlohmann::json::parse(cli({"list", "--json"}).out, nullptr, false);
+    if (j.is_object() && j.contains("qubes")) {
+      for (const auto& q : j["qubes"]) {
+        if (q.value("name", "") == "work") {
+          return q;
+        }
+      }
+    }
+    return nlohmann::json::object();
+  }
+  void record_more(size_t samples) {
+    size_t target = mic().size() + samples;
+    ASSERT_TRUE(wait_until([&] { return mic().size() >= target; }, 20s, 20ms))
+        << "the qube's mic stopped receiving samples\n"
+        << logs();
+  }
+
   void play_tone(double freq, double seconds) {
     std::string wav = dir_.path() + "/tone.wav";
     auto r = qaudio::test::run_command(
@@ -204,17 +315,22 @@ class NetBridgeE2E : public ::testing::Test {
            read_text(dir_.path() + "/daemon.log");
   }
 
-  // Frequency and level over 1 s after the onset; continuity: the longest
-  // run of 2.5 ms blocks below half the tone's RMS over the 2 s after it.
-  // strict = false (the impaired real-time run): frequency and presence are
-  // asserted; level and continuity are printed, since on this shared 2-core
-  // machine a stalled process looks exactly like loss. The strict loss +
-  // jitter checks run deterministically in net_channel_test.
+  // Content checks over everything recorded from 0.5 s after the onset (at
+  // least 2 s): frequency and level as medians over 100 ms windows (robust to
+  // a glitch), continuity as the longest gap (run of 2.5 ms blocks below half
+  // the tone's RMS) inside the best 1 s window: this shared 2-core machine
+  // stalls a process now and then, which looks exactly like loss, so "some
+  // whole second without a gap longer than `max_gap`" is what a clean
+  // real-time run can promise. With loss and jitter on top of such stalls
+  // (one run here froze a process for 275 ms) continuity is printed, not
+  // asserted (strict_gaps = false): the gap rule (no gap longer than one
+  // frame under 5 % loss + 20 ms jitter) is asserted in virtual time in
+  // net_channel_test, over several loss patterns.
   void expect_tone(const std::vector<float>& pcm,
                    double freq,
                    double amp,
                    size_t max_gap,
-                   bool strict = true) {
+                   bool strict_gaps = true) {
     size_t start = std::string::npos;
     for (size_t i = 0; i < pcm.size(); i += 2) {
       if (std::fabs(pcm[i]) > 0.1f) {
@@ -225,30 +341,19 @@ class NetBridgeE2E : public ::testing::Test {
     ASSERT_NE(start, std::string::npos) << "no tone reached the audio qube\n" << logs();
     start += kRate / 2;  // past the jitter buffer's learning
     ASSERT_GE(pcm.size() / 2, start + 2 * kRate) << "the tone lasted less than 2 s\n" << logs();
-    std::span<const float> win(pcm.data() + start * 2, 2 * kRate * 2);
-    // Frequency: the median over 100 ms windows (robust to one glitch).
-    std::vector<double> freqs;
-    for (size_t w = 0; w < 20; ++w) {
+    std::span<const float> win(pcm.data() + start * 2, pcm.size() - start * 2);
+    const size_t windows = win.size() / 9600;
+    std::vector<double> freqs, levels;
+    for (size_t w = 0; w < windows; ++w) {
       freqs.push_back(qaudio::test::frequency(win.subspan(w * 9600, 9600), 2, 0, kRate));
-    }
-    std::nth_element(freqs.begin(), freqs.begin() + 10, freqs.end());
-    EXPECT_NEAR(freqs[10], freq, freq * 0.005);
-    std::vector<double> levels;
-    for (size_t w = 0; w < 20; ++w) {
       levels.push_back(
           qaudio::test::tone_amplitude(win.subspan(w * 9600, 9600), 2, 1, kRate, freq));
     }
-    std::nth_element(levels.begin(), levels.begin() + 10, levels.end());
-    std::printf("median level %.3f (want %.3f)\n", levels[10], amp);
-    if (strict) {
-      EXPECT_NEAR(levels[10], amp, 0.03);
-    } else {
-      EXPECT_GT(levels[10], amp / 4) << "the tone must be present";
-    }
-    // Continuity, robust to this shared 2-core machine stalling a process
-    // now and then: some 1 s window (of the 2 s) must have no gap longer
-    // than `max_gap` samples (a block is a gap below half the tone's RMS).
-    // The strict every-window check runs in virtual time (net_channel_test).
+    std::nth_element(freqs.begin(), freqs.begin() + windows / 2, freqs.end());
+    std::nth_element(levels.begin(), levels.begin() + windows / 2, levels.end());
+    EXPECT_NEAR(freqs[windows / 2], freq, freq * 0.005);
+    std::printf("median level %.3f (want %.3f)\n", levels[windows / 2], amp);
+    EXPECT_NEAR(levels[windows / 2], amp, 0.05);
     std::vector<bool> low;
     for (size_t i = 0; i + 120 <= win.size() / 2; i += 120) {
       double acc = 0;
@@ -269,9 +374,8 @@ class NetBridgeE2E : public ::testing::Test {
       overall = std::max(overall, longest);
     }
     std::printf("longest gap: %zu samples overall, %zu in the best 1 s window\n", overall, best);
-    size_t longest = best;
-    if (strict) {
-      EXPECT_LE(longest, max_gap) << "gap in the tone (samples)";
+    if (strict_gaps) {
+      EXPECT_LE(best, max_gap) << "no whole second without a gap longer than one frame";
     }
   }
 
@@ -314,8 +418,111 @@ TEST_F(NetBridgeE2E, tone_survives_5_percent_loss_and_20ms_jitter) {
       15s))
       << logs();
   play_tone(1000, 12);
-  expect_tone(record(6.0), 1000, 0.5, 480, /*strict=*/false);
+  expect_tone(record(6.0), 1000, 0.5, 480, /*strict_gaps=*/false);
   EXPECT_GT(shim_->shim().dropped, 0u);
+}
+
+// Mic over the network, gated by the daemon exactly as locally: the qube's
+// mic carries exact silence before attach and after detach (beyond what was
+// in flight), the audio qube's 1 kHz tone at 0.5 after attach; the agent's
+// stock mic start/stop words cross the network; the network counters reach
+// the daemon's control API and qvm-audio list.
+TEST_F(NetBridgeE2E, mic_crosses_the_network_gated_by_the_daemon_and_counters_are_listed) {
+  constexpr size_t kMicRate = 44100;
+  // In flight when the daemon acts: its own capture path (100 ms, as in
+  // tests/mic_e2e) + a frame + the deepest jitter buffer the adapter allows
+  // (32 frames) + the resampler.
+  constexpr size_t kInFlight = (kMicRate / 10 + kMicRate * 35 / 100) * 2;
+  auto k = write_key("work", net::generate_key());
+  start_mic_rig(k);
+  // The agent's stock mic-start word reached the daemon as a MicStart.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return read_text(dir_.path() + "/daemon.log").find("work wants the microphone") !=
+               std::string::npos;
+      },
+      20s))
+      << logs();
+  record_more(kMicRate * 2);  // 1 s of stereo
+  auto before = mic();
+  EXPECT_TRUE(qaudio::test::all_zero(before))
+      << "mic audio reached the qube before attach: peak " << qaudio::test::peak(before);
+
+  ASSERT_EQ(cli({"mic", "attach", "work"}).status, 0) << read_text(dir_.path() + "/qvm-audio.log");
+  size_t at_attach = mic().size();
+  auto level_from = [&](size_t from) {
+    auto f = mic();
+    if (from >= f.size()) {
+      return 0.0;
+    }
+    return qaudio::test::median_level(
+        std::vector<float>(f.begin() + static_cast<ptrdiff_t>(from), f.end()), 1000.0, 2, kMicRate);
+  };
+  ASSERT_TRUE(wait_until([&] { return level_from(at_attach + kInFlight) > 0.4; }, 20s, 50ms))
+      << "the tone did not reach the attached remote qube (level "
+      << level_from(at_attach + kInFlight) << ")\n"
+      << logs();
+  record_more(kMicRate * 2);
+  {
+    auto f = mic();
+    std::vector<float> tail(f.end() - static_cast<ptrdiff_t>(kMicRate * 2), f.end());
+    EXPECT_NEAR(qaudio::test::frequency(tail, 2, 0, kMicRate), 1000, 5);
+    EXPECT_NEAR(qaudio::test::median_level(tail, 1000.0, 2, kMicRate), 0.5, 0.05);
+  }
+
+  // Counters: the daemon lists the remote qube's network session.
+  nlohmann::json net;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        net = work_entry().value("network", nlohmann::json());
+        return net.is_object() && net.value("connected", false) && net.value("rx_bytes", 0u) > 0 &&
+               net.value("tx_kbps", 0.0) > 0;
+      },
+      15s, 100ms))
+      << work_entry().dump() << "\n"
+      << logs();
+  EXPECT_GT(net.value("tx_bytes", 0u), 0u) << "the mic is sent to the qube";
+  EXPECT_GT(net.value("rx_packets", 0u), 0u);
+  EXPECT_GE(net.value("rtt_ms", -1.0), 0.0) << "keep-alive echoes measure the RTT";
+  EXPECT_GT(net.value("latency_ms", 0.0), 0.0);
+  EXPECT_NE(net.value("peer", ""), "");
+  auto table = cli({"list"}).out;
+  EXPECT_NE(table.find("NET"), std::string::npos) << table;
+  EXPECT_NE(table.find("rx "), std::string::npos) << table;
+
+  // Detach: exact silence again once what was in flight has passed.
+  ASSERT_EQ(cli({"mic", "detach", "work"}).status, 0);
+  size_t at_detach = mic().size();
+  record_more(kMicRate * 4);
+  {
+    auto f = mic();
+    size_t from = at_detach + kInFlight;
+    size_t loud = std::string::npos;
+    for (size_t i = from; i < f.size(); ++i) {
+      if (f[i] != 0.0f) {
+        loud = i;
+        break;
+      }
+    }
+    EXPECT_EQ(loud, std::string::npos) << "mic audio after detach at sample " << loud
+                                       << " (checked from " << from << " of " << f.size() << ")";
+  }
+
+  // The agent leaving closes its mic: the stop reaches the daemon.
+  agent_.stop();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return read_text(dir_.path() + "/daemon.log").find("work: microphone stopped") !=
+               std::string::npos;
+      },
+      15s))
+      << logs();
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return read_text(audiovm_log()).find("the remote qube closed the microphone") !=
+               std::string::npos;
+      },
+      10s));
 }
 
 TEST_F(NetBridgeE2E, wrong_key_plays_nothing_and_is_logged) {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numeric>
 
@@ -129,7 +130,8 @@ TEST(NetChannel, ToneStaysContinuousWithLossAndJitter) {
   EXPECT_NEAR(amplitude_to_db(t.amp), amplitude_to_db(rig.amp), 1.5);
   EXPECT_LE(t.longest_gap_samples, 480u) << "a gap longer than one 10 ms frame";
   auto c = rig.server_counters();
-  EXPECT_GT(c.fec + c.plc, 10u) << "5 % loss must have been concealed";
+  EXPECT_GT(c.red + c.fec + c.plc, 10u) << "5 % loss must have been rebuilt or concealed";
+  EXPECT_GT(c.red, c.plc) << "single losses are rebuilt from the redundant copy";
   EXPECT_GT(c.loss_pct, 1.0);
   EXPECT_LT(c.loss_pct, 12.0);
   EXPECT_GT(c.jitter_us, 2'000);
@@ -137,11 +139,12 @@ TEST(NetChannel, ToneStaysContinuousWithLossAndJitter) {
   int64_t mx = max_latency_us(rig, 2'000'000);
   RecordProperty("mean_latency_ms", std::to_string(mean));
   std::printf(
-      "loss+jitter: mean added latency %.1f ms, max %.1f ms, loss %.1f %%, fec %llu, "
+      "loss+jitter: mean added latency %.1f ms, max %.1f ms, loss %.1f %%, red %llu, fec %llu, "
       "plc %llu, underruns %llu, dropped %llu, jitter %.1f ms, reported %.1f ms\n",
-      mean, mx / 1000.0, c.loss_pct, static_cast<unsigned long long>(c.fec),
-      static_cast<unsigned long long>(c.plc), static_cast<unsigned long long>(c.underruns),
-      static_cast<unsigned long long>(c.dropped), c.jitter_us / 1000.0, c.latency_us / 1000.0);
+      mean, mx / 1000.0, c.loss_pct, static_cast<unsigned long long>(c.red),
+      static_cast<unsigned long long>(c.fec), static_cast<unsigned long long>(c.plc),
+      static_cast<unsigned long long>(c.underruns), static_cast<unsigned long long>(c.dropped),
+      c.jitter_us / 1000.0, c.latency_us / 1000.0);
   EXPECT_LT(mean, 60.0) << "added latency goal: under 60 ms at 5 % loss";
   EXPECT_LT(mx, 90'000);
   // Reported latency is truthful: it covers the measured send->play time
@@ -149,11 +152,80 @@ TEST(NetChannel, ToneStaysContinuousWithLossAndJitter) {
   EXPECT_NEAR(static_cast<double>(c.latency_us) / 1000.0, mean + 10.0 + 6.5, 15.0);
 }
 
+// A stall of the path (or of a loaded sender) drains the buffer: the target
+// must deepen by the stall's length so the next stall like it is bridged
+// without a gap, and give the extra depth back slowly once the path is calm.
+TEST(NetChannel, JitterBufferDeepensAfterAStallAndDecaysLater) {
+  Key k = generate_key();
+  NetRig rig(k, k);
+  rig.shim->loss = 0.05;
+  rig.shim->jitter_us = 5'000;
+  rig.run_until(3'000'000);
+  auto before = rig.server_counters();
+  EXPECT_EQ(before.boost_us, 0);
+  rig.stall_until_us = rig.now_us + 120'000;
+  rig.run_until(rig.now_us + 1'000'000);
+  auto after = rig.server_counters();
+  EXPECT_GE(after.underruns, before.underruns + 5) << "a 120 ms stall must run the buffer dry";
+  EXPECT_GE(after.deepened, before.deepened + 1);
+  EXPECT_GE(after.boost_us, 50'000) << "the target must grow by about the stall's length";
+  EXPECT_GE(after.target_us, before.target_us + 50'000);
+  // The same kind of stall again (a bit shorter) is now bridged: no dry pull, no gap.
+  size_t mark = rig.output.size();
+  rig.stall_until_us = rig.now_us + 80'000;
+  rig.run_until(rig.now_us + 1'000'000);
+  auto again = rig.server_counters();
+  EXPECT_EQ(again.underruns, after.underruns) << "the deepened buffer did not bridge the stall";
+  std::vector<int16_t> tail(rig.output.begin() + static_cast<std::ptrdiff_t>(mark),
+                            rig.output.end());
+  auto t = check_tone(tail, 0, 1.0, rig.amp);
+  EXPECT_NEAR(t.freq, 1000, 3);
+  EXPECT_LE(t.longest_gap_samples, 480u) << "a gap longer than one frame across the second stall";
+  // Calm again: the allowance decays (one frame per 2 s) and latency follows.
+  rig.run_until(rig.now_us + 26'000'000);
+  auto calm = rig.server_counters();
+  std::printf(
+      "stall: target %.0f -> %.0f ms, boost %.0f ms; after calm target %.0f ms, boost %.0f ms, "
+      "buffer %.1f ms\n",
+      before.target_us / 1e3, after.target_us / 1e3, after.boost_us / 1e3, calm.target_us / 1e3,
+      calm.boost_us / 1e3, calm.buffer_us / 1e3);
+  EXPECT_LT(calm.boost_us, after.boost_us);
+  EXPECT_LE(calm.boost_us, 10'000) << "the stall allowance never decayed";
+  EXPECT_LT(calm.buffer_us, after.buffer_us) << "latency did not come back down";
+}
+
+// The gap rule over several loss patterns, not one lucky seed: with the
+// redundant copy a lost packet is rebuilt exactly, so only two losses in a
+// row cost a concealed frame (still no gap longer than one frame).
+TEST(NetChannel, GapRuleHoldsOverSeveralLossPatterns) {
+  Key k = generate_key();
+  for (uint64_t seed : {1u, 2u, 3u, 4u}) {
+    NetRig rig(k, k);
+    rig.shim->rng.seed(seed);
+    rig.shim->loss = 0.05;
+    rig.shim->jitter_us = 20'000;
+    rig.run_until(6'000'000);
+    double on = onset_s(rig.output);
+    ASSERT_LT(on, 0.5);
+    auto t = check_tone(rig.output, on + 1.0, 6.0, rig.amp);
+    auto c = rig.server_counters();
+    std::printf("seed %llu: gap %zu samples, red %llu, plc %llu, loss %.1f %%\n",
+                static_cast<unsigned long long>(seed), t.longest_gap_samples,
+                static_cast<unsigned long long>(c.red), static_cast<unsigned long long>(c.plc),
+                c.loss_pct);
+    EXPECT_NEAR(t.freq, 1000, 3) << "seed " << seed;
+    EXPECT_LE(t.longest_gap_samples, 480u) << "seed " << seed;
+    EXPECT_GT(c.loss_pct, 1.0) << "seed " << seed;
+  }
+}
+
 TEST(NetChannel, InBandFecRebuildsLostSpeechBandFrames) {
   Key k = generate_key();
   // At speech bitrates Opus codes in SILK/hybrid mode, whose packets carry
   // the previous frame again at low rate (LBRR): losses are rebuilt from it.
-  NetRig rig(k, k, CodecParams{.channels = 2, .bitrate = 24000, .expected_loss_pct = 10});
+  NetRig rig(
+      k, k,
+      CodecParams{.channels = 2, .bitrate = 24000, .expected_loss_pct = 10, .redundancy = false});
   rig.shim->loss = 0.05;
   rig.shim->jitter_us = 20'000;
   rig.run_until(6'000'000);
@@ -290,12 +362,76 @@ TEST(NetChannel, MicrophoneFlowsFromDaemonToAgent) {
     got.insert(got.end(), out.begin(), out.end());
   }
   EXPECT_EQ(cli->rx_channels(), 1);
+  // Control state rides to the daemon side (the agent's mic start/stop).
+  EXPECT_EQ(srv->peer_flags(rig.now_us), 0u);
+  rig.client->set_state(*cli, kStateMicWanted);
+  rig.run_until(rig.now_us + 20'000);
+  EXPECT_EQ(srv->peer_flags(rig.now_us), kStateMicWanted);
+  rig.client->set_state(*cli, 0);
+  rig.run_until(rig.now_us + 20'000);
+  EXPECT_EQ(srv->peer_flags(rig.now_us), 0u);
+  // ... and is repaired by the keep-alives when the change itself was lost.
+  rig.shim->blackout = true;
+  rig.client->set_state(*cli, kStateMicWanted);
+  rig.run_until(rig.now_us + 20'000);
+  rig.shim->blackout = false;
+  EXPECT_EQ(srv->peer_flags(rig.now_us), 0u);
+  rig.run_until(rig.now_us + 400'000);
+  EXPECT_EQ(srv->peer_flags(rig.now_us), kStateMicWanted);
   std::vector<float> f(got.begin() + 9600, got.end());
   for (auto& v : f) {
     v /= 32768.0f;
   }
   EXPECT_NEAR(frequency(f, 1, 0, 48000), 440, 3);
   EXPECT_NEAR(amplitude_to_db(tone_amplitude(f, 1, 0, 48000, 440)), amplitude_to_db(0.25), 1.0);
+}
+
+// The mic gate relies on it: the daemon's silence (all-zero frames) must
+// cross the codec as exact zeros, before a tone and within a few frames
+// after one, so a gated qube hears nothing at all.
+TEST(NetCodec, DigitalSilenceStaysExactlyZero) {
+  auto enc = AudioEncoder::create({.channels = 1, .frame_quarter_ms = 4});
+  auto dec = AudioDecoder::create(1);
+  ASSERT_TRUE(enc && dec);
+  std::vector<int16_t> in(480), out(480);
+  std::array<std::byte, kMaxAudioData> coded{};
+  auto round = [&] {
+    size_t n = (*enc)->encode(in, coded);
+    EXPECT_GT(n, 0u);
+    (*dec)->decode((*enc)->last_codec(), std::span(coded.data(), n), out, 480, false);
+  };
+  for (int f = 0; f < 50; ++f) {
+    round();
+    EXPECT_EQ((*enc)->last_codec(), Codec::Silence);
+    ASSERT_TRUE(std::all_of(out.begin(), out.end(), [](int16_t v) { return v == 0; }))
+        << "silence frame " << f << " decoded to non-zero samples";
+  }
+  (*dec)->conceal(out, 480);
+  EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](int16_t v) { return v == 0; }))
+      << "concealment after silence is not silent";
+  for (int f = 0; f < 20; ++f) {
+    for (int i = 0; i < 480; ++i) {
+      in[i] = static_cast<int16_t>(
+          std::lround(16000 * std::sin(2 * M_PI * 1000 * (f * 480 + i) / 48000.0)));
+    }
+    round();
+  }
+  std::fill(in.begin(), in.end(), int16_t{0});
+  int first_silent = -1;
+  for (int f = 0; f < 20 && first_silent < 0; ++f) {
+    round();
+    if (std::all_of(out.begin(), out.end(), [](int16_t v) { return v == 0; })) {
+      first_silent = f;
+    }
+  }
+  EXPECT_EQ(first_silent, 0) << "the first silent frame after a tone is not exact silence";
+  (*dec)->conceal(out, 480);
+  EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](int16_t v) { return v == 0; }))
+      << "a frame lost in silence is concealed with sound";
+  for (int f = 0; f < 20; ++f) {
+    round();
+    EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](int16_t v) { return v == 0; }));
+  }
 }
 
 TEST(NetWire, KeysAndConfigErrorsAreClear) {

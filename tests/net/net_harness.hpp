@@ -51,6 +51,7 @@ struct NetRig {
   std::vector<std::pair<int64_t, int64_t>> latencies_us;  // (pull time, send->play)
   uint32_t client_seq = 0;
   uint64_t expected_from_endpoints = 0;
+  int64_t stall_until_us = 0;  // the path holds every datagram until then (a stall)
 
   NetRig(const Key& skey, const Key& ckey, CodecParams tx = {})
       : server_key(skey), client_key(ckey) {
@@ -114,6 +115,9 @@ struct NetRig {
   }
 
   void release() {
+    if (now_us < stall_until_us) {
+      return;
+    }
     while (!shim->queue.empty() && shim->queue.front().release_us <= now_us) {
       auto p = std::move(shim->queue.front());
       shim->queue.pop_front();

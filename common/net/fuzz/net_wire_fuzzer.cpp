@@ -1,6 +1,6 @@
 // libFuzzer target for what the network channel reads before (and right
-// after) authentication: the clear datagram header, and the audio and
-// keep-alive payload parsers fed with the bytes after it as if they had
+// after) authentication: the clear datagram header, and the audio,
+// keep-alive and state payload parsers fed with the bytes after it as if they had
 // decrypted. Checks the parsed fields against the documented bounds and that
 // writing a parsed payload back gives the same bytes.
 //
@@ -33,11 +33,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto a = parse_audio(plain)) {
     if (a->data.empty() || a->data.size() > plain.size() ||
         a->data.data() + a->data.size() > plain.data() + plain.size() ||
-        (a->channels != 1 && a->channels != 2)) {
+        (a->channels != 1 && a->channels != 2) ||
+        a->red.data() + a->red.size() > plain.data() + plain.size()) {
       std::abort();
     }
     std::vector<std::byte> out(plain.size());
-    if (a->data.size() <= kMaxAudioData) {
+    if (a->data.size() <= kMaxAudioData && a->red.size() <= kMaxAudioData) {
       size_t n = write_audio(*a, out);
       if (n != plain.size() || std::memcmp(out.data(), plain.data(), n) != 0) {
         std::abort();
@@ -48,6 +49,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::array<std::byte, kKeepAliveSize> out{};
     write_keepalive(*k, out);
     if (std::memcmp(out.data(), plain.data(), kKeepAliveSize) != 0) {
+      std::abort();
+    }
+  }
+  if (auto st = parse_state(plain)) {
+    std::array<std::byte, kStateSize> out{};
+    write_state(*st, out);
+    if ((st->flags & ~kStateKnownFlags) != 0 ||
+        std::memcmp(out.data(), plain.data(), kStateSize) != 0) {
       std::abort();
     }
   }

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "private_bus.hpp"
 #include "sound_servers.hpp"
 
 namespace qaudio::test {
@@ -25,51 +26,20 @@ class BluezMock {
  public:
   explicit BluezMock(std::string dir) : dir_(std::move(dir)) {}
   bool start() {
-    if (!have_program("dbus-daemon") || !have_program("busctl")) {
-      error = "dbus-daemon or busctl missing";
+    if (!bus_.start()) {
+      error = bus_.error;
       return false;
     }
-    std::string addr_file = dir_ + "/bus.addr";
-    int fd = ::open(addr_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    auto bus = Child::spawn({"dbus-daemon", "--session", "--nofork", "--nopidfile",
-                             "--address=unix:path=" + dir_ + "/sysbus", "--print-address=1"},
-                            {}, dir_ + "/dbus.log", fd);
-    ::close(fd);
-    if (!bus) {
-      error = "cannot start dbus-daemon";
-      return false;
-    }
-    bus_ = std::move(*bus);
-    if (!wait_until(
-            [&] {
-              std::ifstream f(addr_file);
-              std::getline(f, address_);
-              return !address_.empty();
-            },
-            10s)) {
-      error = "dbus-daemon printed no address";
-      return false;
-    }
-    auto mock =
-        Child::spawn({"/usr/bin/python3", "-m", "dbusmock", "--system", "--template", "bluez5"},
-                     {{"DBUS_SYSTEM_BUS_ADDRESS", address_}}, dir_ + "/mock.log");
-    if (!mock) {
-      error = "cannot start python3 -m dbusmock";
-      return false;
-    }
-    mock_ = std::move(*mock);
-    if (!wait_until([&] { return busctl({"status", "org.bluez"}).status == 0; }, 20s, 50ms)) {
-      error = "dbusmock's bluez5 template did not appear on the bus (python3-dbusmock?)";
+    if (!bus_.start_mock({"--system", "--template", "bluez5"}, "org.bluez")) {
+      error = bus_.error;
       return false;
     }
     return true;
   }
-  const std::string& address() const { return address_; }
+  const std::string& address() const { return bus_.address(); }
 
   CommandResult busctl(std::vector<std::string> args, std::chrono::milliseconds t = 10s) {
-    std::vector<std::string> argv{"busctl", "--address=" + address_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run_command(argv, {}, t, dir_ + "/busctl.log");
+    return bus_.busctl(std::move(args), t);
   }
   // org.bluez.Mock.METHOD on "/".
   bool mock(const std::string& method,
@@ -111,9 +81,7 @@ class BluezMock {
 
  private:
   std::string dir_;
-  std::string address_;
-  Child bus_;
-  Child mock_;
+  PrivateBus bus_{dir_, "sysbus"};
 };
 
 // Reads the control socket's event stream after "subscribe".

@@ -169,6 +169,7 @@ int main(int argc, char** argv) {
   std::string daemon = QAUDIO_DAEMON_PATH;
   std::string keep;
   bool verbose = false;
+  bool realtime = true;
   std::vector<std::string> daemon_extra, agent_extra;
   std::string only_mode;  // native or stock; empty: both
   for (int i = 1; i < argc; ++i) {
@@ -187,12 +188,14 @@ int main(int argc, char** argv) {
       only_mode = argv[++i];
     } else if (a == "-v") {
       verbose = true;
+    } else if (a == "--no-realtime") {
+      realtime = false;
     } else if (a == "--keep" && i + 1 < argc) {
       keep = argv[++i];
     } else {
       std::fprintf(stderr,
                    "usage: qaudio-latency-probe [--impulses N] [--agent PATH] [--daemon PATH] "
-                   "[--keep DIR] [-v] [--mode native|stock] [--daemon-arg=ARG]... "
+                   "[--keep DIR] [-v] [--no-realtime] [--mode native|stock] [--daemon-arg=ARG]... "
                    "[--agent-arg=ARG]...\n");
       return 2;
     }
@@ -208,6 +211,8 @@ int main(int argc, char** argv) {
   qaudio::test::make_dir(base);
   PulseServer audio(base + "/audioqube");
   PulseServer app(base + "/appqube");
+  audio.set_realtime(realtime);
+  app.set_realtime(realtime);
   if (!audio.start() || !app.start()) {
     std::fprintf(stderr, "qaudio-latency-probe: a PulseAudio did not start: %s %s\n",
                  audio.last_error().c_str(), app.last_error().c_str());

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "qaudio/log.hpp"
+#include "qaudio/realtime.hpp"
 
 namespace qaudio::agent {
 namespace {
@@ -113,6 +114,14 @@ Result<void> PulseAgentBackend::connect() {
     return fail("pulse: out of memory creating the context");
   }
   pa_context_set_state_callback(ctx_, on_context_state, this);
+  // The loop thread reads the monitor in fragments of a few ms.
+  pa_mainloop_api_once(
+      pa_threaded_mainloop_get_api(ml_),
+      [](pa_mainloop_api*, void*) {
+        log_debug("pulse: stream thread %s real-time scheduling",
+                  make_thread_realtime(kRealtimePriority) ? "runs with" : "runs without");
+      },
+      nullptr);
   if (pa_context_connect(ctx_, opts_.server.empty() ? nullptr : opts_.server.c_str(),
                          PA_CONTEXT_NOFLAGS, nullptr) < 0 ||
       pa_threaded_mainloop_start(ml_) < 0) {

@@ -15,6 +15,7 @@
 
 #include "gain.hpp"
 #include "qaudio/log.hpp"
+#include "qaudio/realtime.hpp"
 #include "rt_check.hpp"
 
 namespace qaudio::daemon {
@@ -303,11 +304,8 @@ void MixingBackend::run_period(const PeriodTiming& timing) {
 }
 
 void MixingBackend::rt_main() {
-  if (const char* no_rt = std::getenv("QAUDIO_NO_RT"); !no_rt || std::strcmp(no_rt, "1") != 0) {
-    sched_param sp{};
-    sp.sched_priority = 10;
-    rt_sched_.store(pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0);
-  }
+  // It drives the device itself, as a sound server's I/O thread would.
+  rt_sched_.store(make_thread_realtime(10));
   RtScope rt;
   const int64_t period_ns = static_cast<int64_t>(period_frames_) * 1000000000 / format_.rate;
   const bool timer = paced_by_timer();

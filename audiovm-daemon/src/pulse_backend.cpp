@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "qaudio/log.hpp"
+#include "qaudio/realtime.hpp"
 #include "rt_check.hpp"
 
 namespace qaudio::daemon {
@@ -83,6 +84,17 @@ class PulseBackend final : public Backend {
     stopping_ = false;
     {
       Lock lock(ml_);
+      // The loop thread feeds every qube's stream at a few ms of buffering.
+      pa_mainloop_api_once(
+          pa_threaded_mainloop_get_api(ml_),
+          [](pa_mainloop_api*, void*) {
+            if (make_thread_realtime(kRealtimePriority)) {
+              log_info("pulse: stream thread runs with real-time scheduling");
+            } else {
+              log_info("pulse: stream thread runs without real-time scheduling");
+            }
+          },
+          nullptr);
       connect_locked();
     }
     if (pa_threaded_mainloop_start(ml_) < 0) {

@@ -379,17 +379,23 @@ class PulseServer {
   std::string log_path() const { return dir_ + "/pulseaudio.log"; }
   const std::string& last_error() const { return error_; }
   pid_t pid() const { return server_.pid(); }
+  // Real-time scheduling for the server's I/O threads, as a desktop session
+  // gets it through RTKit (taken only where the process may; the log says).
+  void set_realtime(bool on) { realtime_ = on; }
 
   // Starts the server and waits until `pactl info` answers.
   bool start(std::chrono::milliseconds timeout = 20000ms) {
     EnvVars env = client_env();
     env.erase("PULSE_SERVER");
-    auto c = Child::spawn(
-        {"pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--system=false",
-         "--use-pid-file=no", "--log-target=stderr",
-         "--load=module-native-protocol-unix socket=" + dir_ + "/run/native auth-anonymous=1",
-         "--load=module-null-sink sink_name=out rate=48000 channels=2"},
-        env, log_path());
+    std::vector<std::string> argv{
+        "pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--system=false",
+        "--use-pid-file=no", "--log-target=stderr",
+        "--load=module-native-protocol-unix socket=" + dir_ + "/run/native auth-anonymous=1",
+        "--load=module-null-sink sink_name=out rate=48000 channels=2"};
+    if (realtime_) {
+      argv.insert(argv.begin() + 1, {"--realtime=true", "--high-priority=true"});
+    }
+    auto c = Child::spawn(argv, env, log_path());
     if (!c) {
       error_ = "cannot spawn pulseaudio";
       return false;
@@ -427,6 +433,7 @@ class PulseServer {
   std::string dir_;
   Child server_;
   std::string error_;
+  bool realtime_ = false;
 };
 
 // A private session bus, PipeWire and WirePlumber with a 48 kHz stereo null

@@ -532,7 +532,7 @@ void NetEndpoint::on_datagram(std::span<const std::byte> d,
     s->window_.reset();
     s->reset_rx();
     s->c_.rtt_us = -1;
-    s->peer_flags_ = 0;
+    s->peer_state_ = {};
   }
   if (!s->window_.accept(h->counter)) {
     ++s->c_.replays;
@@ -586,12 +586,12 @@ void NetEndpoint::on_datagram(std::span<const std::byte> d,
                   st.error().message.c_str());
         return;
       }
-      s->peer_flags_ = st->flags;
+      s->peer_state_ = *st;
       break;
     }
     case PacketType::Bye:
       log_info("net %s: peer '%s' said goodbye", describe().c_str(), s->name_.c_str());
-      s->peer_flags_ = 0;
+      s->peer_state_ = {};
       s->reset_rx();
       s->last_rx_us_ = -1;
       break;
@@ -658,7 +658,7 @@ void NetEndpoint::tick(int64_t now_us) {
       write_keepalive(k, buf);
       send_packet(s, PacketType::KeepAlive, s.peer_session_, buf, s.addr_, s.addr_len_);
       std::array<std::byte, kStateSize> st{};
-      write_state(StatePayload{s.local_flags_}, st);
+      write_state(s.local_state_, st);
       send_packet(s, PacketType::State, s.peer_session_, st, s.addr_, s.addr_len_);
     }
   }
@@ -704,14 +704,13 @@ Result<void> NetEndpoint::send_audio(NetSession& s,
   return {};
 }
 
-void NetEndpoint::set_state(NetSession& s, uint32_t flags) {
-  if (flags == s.local_flags_) {
-    return;
-  }
-  s.local_flags_ = flags;
-  if (s.peer_session_ != 0 && s.addr_len_ != 0) {
+void NetEndpoint::set_state(NetSession& s, const StatePayload& state) {
+  const bool now = state.flags != s.local_state_.flags ||
+                   state.volume_permille != s.local_state_.volume_permille;
+  s.local_state_ = state;
+  if (now && s.peer_session_ != 0 && s.addr_len_ != 0) {
     std::array<std::byte, kStateSize> st{};
-    write_state(StatePayload{flags}, st);
+    write_state(state, st);
     send_packet(s, PacketType::State, s.peer_session_, st, s.addr_, s.addr_len_);
   }
 }

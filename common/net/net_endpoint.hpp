@@ -78,8 +78,11 @@ class NetSession {
   uint32_t last_played_seq() const { return last_played_seq_; }
   uint64_t last_played_send_us() const { return last_played_send_us_; }
   std::string peer_address() const;
-  // The peer's latest control state (kState* flags); 0 while not connected.
-  uint32_t peer_flags(int64_t now_us) const { return connected(now_us) ? peer_flags_ : 0; }
+  // The peer's latest control state; all zero while not connected.
+  StatePayload peer_state(int64_t now_us) const {
+    return connected(now_us) ? peer_state_ : StatePayload{};
+  }
+  uint32_t peer_flags(int64_t now_us) const { return peer_state(now_us).flags; }
 
  private:
   friend class NetEndpoint;
@@ -156,8 +159,8 @@ class NetSession {
   int32_t dry_run_ = 0;
   uint32_t calm_pulls_ = 0;
   // Control state (PacketType::State).
-  uint32_t local_flags_ = 0;
-  uint32_t peer_flags_ = 0;
+  StatePayload local_state_;
+  StatePayload peer_state_;
   std::vector<Slot> slots_;
   std::vector<int16_t> scratch_;
   SessionCounters c_;
@@ -195,10 +198,12 @@ class NetEndpoint {
   // Encodes and sends one frame (tx.channels * frame samples, interleaved) to
   // the session's peer. Fails while the peer is not known yet.
   Result<void> send_audio(NetSession& s, std::span<const int16_t> frame, int64_t now_us);
-  // Sets this side's control state toward the session's peer (kState* flags):
-  // sent at once when it changed and the peer is known, and with every
-  // keep-alive after, so a lost datagram is repaired within one interval.
-  void set_state(NetSession& s, uint32_t flags);
+  // Sets this side's control state toward the session's peer: sent at once
+  // when its flags or volume changed and the peer is known (a latency that
+  // moved travels with the next keep-alive), and with every keep-alive after,
+  // so a lost datagram is repaired within one interval.
+  void set_state(NetSession& s, const StatePayload& st);
+  void set_state(NetSession& s, uint32_t flags) { set_state(s, StatePayload{flags, 0, 0}); }
   // Tells the peers this side leaves (best effort).
   void send_bye(int64_t now_us);
 

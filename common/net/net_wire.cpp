@@ -212,15 +212,22 @@ Result<StatePayload> parse_state(std::span<const std::byte> plain) {
   }
   StatePayload st;
   st.flags = static_cast<uint32_t>(get_le(plain.data(), 4));
-  if ((st.flags & ~kStateKnownFlags) != 0 || get_le(plain.data() + 4, 4) != 0) {
+  st.latency_us = static_cast<uint32_t>(get_le(plain.data() + 4, 4));
+  st.volume_permille = static_cast<uint16_t>(get_le(plain.data() + 8, 2));
+  if ((st.flags & ~kStateKnownFlags) != 0 || get_le(plain.data() + 10, 6) != 0) {
     return fail("net: state payload with unknown flags or non-zero reserved bytes");
+  }
+  if (st.latency_us > kStateMaxLatencyUs || st.volume_permille > kStateMaxVolumePermille) {
+    return fail("net: state payload with a latency above 10 s or a volume above 150 %");
   }
   return st;
 }
 
 void write_state(const StatePayload& st, std::span<std::byte, kStateSize> out) {
   put_le(out.data(), st.flags, 4);
-  put_le(out.data() + 4, 0, 4);
+  put_le(out.data() + 4, st.latency_us, 4);
+  put_le(out.data() + 8, st.volume_permille, 2);
+  put_le(out.data() + 10, 0, 6);
 }
 
 }  // namespace qaudio::net

@@ -28,7 +28,7 @@ inline constexpr size_t kMaxAudioData = kMaxPlain - kAudioHeaderSize;
 inline constexpr size_t kKeepAliveSize = 24;
 inline constexpr size_t kRedundantHeaderSize = 4;
 inline constexpr uint8_t kAudioFlagRedundant = 1;
-inline constexpr size_t kStateSize = 8;
+inline constexpr size_t kStateSize = 16;
 
 enum class PacketType : uint8_t {
   Hello = 1,      // "here is my session"; answered with a Hello naming the sender
@@ -92,13 +92,31 @@ struct KeepAlivePayload {
 Result<KeepAlivePayload> parse_keepalive(std::span<const std::byte> plain);
 void write_keepalive(const KeepAlivePayload& k, std::span<std::byte, kKeepAliveSize> out);
 
-// State payload: latest-state control flags, sent on every change and with
-// every keep-alive (so a lost one is repaired within 250 ms). [0,4) flags,
-// [4,8) zero. Unknown flag bits are refused (a newer peer must negotiate).
-inline constexpr uint32_t kStateMicWanted = 1u << 0;  // agent -> daemon: the qube records
-inline constexpr uint32_t kStateKnownFlags = kStateMicWanted;
+// State payload: the sender's latest control state, sent on every change of
+// flags or volume and with every keep-alive (so a lost one is repaired within
+// 250 ms). [0,4) flags, [4,8) playback latency in us, [8,10) volume in per
+// mille, [10,16) zero. Unknown flag bits, a latency above 10 s, a volume
+// above 1500 or non-zero reserved bytes refuse the payload (a newer peer must
+// negotiate).
+//   qube -> audio domain:  kStateMicWanted; latency and volume 0.
+//   audio domain -> qube:  what the daemon tells its (native) agent about
+//   this qube, so the remote agent hears it as a local one would: the mic
+//   gate (attached by the user, allowed by policy), mute, volume, and the
+//   playback latency from the qube side's send time to audible (network
+//   leg + this bridge + the daemon's buffer and device).
+inline constexpr uint32_t kStateMicWanted = 1u << 0;    // the qube's agent records
+inline constexpr uint32_t kStateMicAttached = 1u << 1;  // the user attached the mic
+inline constexpr uint32_t kStateMicAllowed = 1u << 2;   // policy allows it
+inline constexpr uint32_t kStateMuted = 1u << 3;        // the daemon mutes this qube
+inline constexpr uint32_t kStateKnownFlags =
+    kStateMicWanted | kStateMicAttached | kStateMicAllowed | kStateMuted;
+inline constexpr uint32_t kStateMaxLatencyUs = 10'000'000;
+inline constexpr uint16_t kStateMaxVolumePermille = 1500;
 struct StatePayload {
   uint32_t flags = 0;
+  uint32_t latency_us = 0;        // 0 = not known
+  uint16_t volume_permille = 0;   // 0 from a qube (it has no say)
+  bool operator==(const StatePayload&) const = default;
 };
 Result<StatePayload> parse_state(std::span<const std::byte> plain);
 void write_state(const StatePayload& st, std::span<std::byte, kStateSize> out);

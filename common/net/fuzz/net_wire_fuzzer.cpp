@@ -55,7 +55,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto st = parse_state(plain)) {
     std::array<std::byte, kStateSize> out{};
     write_state(*st, out);
-    if ((st->flags & ~kStateKnownFlags) != 0 ||
+    if ((st->flags & ~kStateKnownFlags) != 0 || st->latency_us > kStateMaxLatencyUs ||
+        st->volume_permille > kStateMaxVolumePermille ||
         std::memcmp(out.data(), plain.data(), kStateSize) != 0) {
       std::abort();
     }

@@ -49,7 +49,9 @@
 #include "qaudio/log.hpp"
 #include "qaudio/negotiation.hpp"
 #include "qaudio/protocol.hpp"
+#include "relay_backend.hpp"
 #include "resampler.hpp"
+#include "session.hpp"
 
 namespace {
 
@@ -77,6 +79,7 @@ struct Options {
   std::string control;  // audiovm: the daemon's control socket (net_report)
   uint32_t domid = 0;
   uint32_t audio_domid = 0;
+  std::string name = "qube";  // qube: the agent's name in logs
   int bitrate = 96000;
   int frame_ms = 10;
   bool verbose = false;
@@ -255,6 +258,8 @@ class QubeSide {
     pw_ = loop_.add_fd(play_->fd(), POLLIN, [this](short) { events(); });
     cw_ = loop_.add_fd(ctl_->fd(), POLLIN, [this](short) { events(); });
     mode_ = Mode::Connecting;
+    view_ = {0, 0, 1000};
+    daemon_latency_us_ = 0;
     capture_ok_ = mic_on_ = false;
     mic_fill_ = 0;
     return true;
@@ -281,6 +286,7 @@ class QubeSide {
       send(proto::Heartbeat{hb_seq_++});
     }
     update_mic(now_us);
+    report_view();
     std::array<int16_t, 960> pcm{};
     s_.pull(pcm, now_us);  // always pull: the jitter buffer plays on its own clock
     if (s_.rx_channels() == 1) {
@@ -316,6 +322,29 @@ class QubeSide {
     send(want ? proto::Message{proto::MicStart{}} : proto::Message{proto::MicStop{}});
     log_info("net-bridge %s: the remote qube %s the microphone", s_.name().c_str(),
              want ? "opened" : "closed");
+  }
+
+  void set_flag(uint32_t flag, bool on) {
+    view_.flags = on ? (view_.flags | flag) : (view_.flags & ~flag);
+  }
+
+  // What the daemon tells its agent about this qube goes on to the remote
+  // qube side (State packet), which tells the remote agent: the mic gate,
+  // volume and mute, and the playback latency from the remote send time to
+  // audible = the network leg (packetisation, coder delay, RTT/2, time in
+  // the jitter buffer) + the daemon's buffer and device latency.
+  void report_view() {
+    net::StatePayload st = view_;
+    if (mode_ == Mode::Playing) {
+      const int64_t net_us = std::max<int64_t>(0, s_.counters().latency_us);
+      st.latency_us = static_cast<uint32_t>(
+          std::min<uint64_t>(net::kStateMaxLatencyUs, static_cast<uint64_t>(net_us) +
+                                                          daemon_latency_us_));
+    } else {
+      st = {};  // no daemon session: nothing to report, the mic is closed
+    }
+    st.volume_permille = std::min(st.volume_permille, net::kStateMaxVolumePermille);
+    ep_.set_state(s_, st);
   }
 
   // MicData (S16LE 48 kHz mono, the capture format asked for) in 10 ms frames
@@ -405,6 +434,14 @@ class QubeSide {
           if (capture_ok_) {
             on_mic_data(md->pcm);
           }
+        } else if (auto* l = std::get_if<proto::Latency>(m)) {
+          daemon_latency_us_ = (l->device_latency_ns + l->daemon_buffer_ns) / 1000;
+        } else if (auto* v = std::get_if<proto::VolumeState>(m)) {
+          view_.volume_permille = v->volume_permille;
+          set_flag(net::kStateMuted, v->muted);
+        } else if (auto* ms = std::get_if<proto::MicState>(m)) {
+          set_flag(net::kStateMicAttached, ms->attached);
+          set_flag(net::kStateMicAllowed, ms->allowed);
         } else if (auto* fr = std::get_if<proto::FormatRejected>(m)) {
           if (fr->direction == proto::StreamDirection::Capture) {
             log_error("net-bridge %s: the daemon rejected S16LE 48 kHz mono capture: no mic",
@@ -452,6 +489,8 @@ class QubeSide {
   int64_t last_hb_us_ = 0;
   uint32_t hb_seq_ = 0;
   uint64_t overruns_ = 0;
+  net::StatePayload view_{0, 0, 1000};  // the daemon's MicState/VolumeState, as flags
+  uint64_t daemon_latency_us_ = 0;
 };
 
 int run_audiovm(const Options& o) {
@@ -544,6 +583,15 @@ int run_audiovm(const Options& o) {
 
 // -------------------------------------------------------------- qube role
 
+// The qube side plays the audio domain toward the agent with the daemon's
+// own Session on a RelayBackend whose device is the network: stock or
+// native agent alike (negotiation, formats, cork, mic start/stop, heartbeats),
+// and toward a native agent the far audio domain's view of this qube: the
+// playback latency (network leg + far bridge + far daemon) in its Latency
+// reports, so apps keep audio and video in sync; volume and mute
+// (VolumeState, applied at the far end only), and the mic gate (MicState,
+// mirrored here as a second gate). One network frame per period, paced by
+// CLOCK_MONOTONIC; ClockTicks give the agent that clock.
 int run_qube(const Options& o) {
   auto key = net::load_key_file(o.key_file);
   if (!key) {
@@ -566,162 +614,100 @@ int run_qube(const Options& o) {
     std::fprintf(stderr, "net-bridge: %s\n", t.error().message.c_str());
     return 2;
   }
-  auto rs = daemon::Resampler::create(2, 44100, 48000, 4, false);
-  auto mic_rs = daemon::Resampler::create(2, 48000, 44100, 4, false);
-  if (!rs || !mic_rs) {
-    std::fprintf(stderr, "net-bridge: %s\n", (!rs ? rs : mic_rs).error().message.c_str());
-    return 2;
-  }
-  EventLoop loop;
-  std::unique_ptr<Channel> play, ctl;
-  EventLoop::Id pw = 0, cw = 0;
+  auto& net_session = *(*ep)->sessions()[0];
   const uint32_t frame = net::frame_samples(eo.tx.frame_quarter_ms);
-  std::vector<float> in_f, out_f(8192 * 2), pending;
-  std::vector<int16_t> pcm(frame * 2);
-  std::array<std::byte, 16384> buf;
-  // The mic leg: the agent's stock mic start/stop words become the State
-  // flag the audiovm side turns into MicStart/MicStop toward the daemon;
-  // while started, one received frame (48 kHz mono) per 10 ms is resampled
-  // to the stock format (S16LE 44.1 kHz stereo) and written to 4714. Before
-  // the audio arrives (and when the network is away) that is silence: the
-  // agent keeps a valid, paced source. Buffers are sized once, here.
-  bool mic_started = false;
-  proto::StockControlDecoder words;
-  std::array<int16_t, 960> mic_pcm{};
-  std::array<float, 960> mic_in{};
-  std::array<float, 2048> mic_out{};
-  std::array<int16_t, 2048> mic_s16{};
-  uint64_t mic_overruns = 0;
-  auto set_mic = [&](bool on) {
-    if (on != mic_started) {
-      log_info("net-bridge: the agent %s the microphone", on ? "started" : "stopped");
+  const int64_t frame_us = static_cast<int64_t>(o.frame_ms) * 1000;
+  bridge::RelayBackend be({48000, 2}, frame);
+
+  EventLoop loop;
+  daemon::SessionConfig sc;
+  sc.name = o.name;
+  sc.domid = o.domid;
+  sc.audio_domid = o.audio_domid;
+  sc.apply_gain = false;
+  // The agent's chunks (a few ms) must cover one whole network frame per pull.
+  sc.native_target_fill = std::chrono::milliseconds(o.frame_ms + 6);
+  daemon::Session session(loop, **t, be, sc, daemon::QubeState{});
+  bool mic_wanted = false;
+  session.set_mic_observer([&](const std::string&, bool started) {
+    if (started != mic_wanted) {
+      log_info("net-bridge: the agent %s the microphone", started ? "started" : "stopped");
     }
-    mic_started = on;
-    (*ep)->set_state(*(*ep)->sessions()[0], on ? net::kStateMicWanted : 0);
+    mic_wanted = started;
+    (*ep)->set_state(net_session, mic_wanted ? net::kStateMicWanted : 0);
+  });
+
+  // Buffers sized once.
+  std::vector<float> mix(frame * 2), mic(frame * 2);
+  std::vector<int16_t> pcm(frame * 2), mic_pcm(frame * 2);
+  uint64_t frames_total = 0, unsent = 0;
+  int64_t next_frame = net::mono_us(), next_poll = 0, last_sound_us = -1'000'000'000;
+  uint32_t remote_latency_us = 0;
+  net::StatePayload applied{};
+  bool applied_once = false;
+  // Until the far side has said, the latency is estimated from what this
+  // side knows: two frames (packetisation + the far jitter buffer's least)
+  // + the coder's delay + half the round trip.
+  auto latency_us = [&]() -> uint32_t {
+    if (remote_latency_us != 0) {
+      return remote_latency_us;
+    }
+    auto c = net_session.counters();
+    return static_cast<uint32_t>(2 * frame_us + 6500 + (c.rtt_us > 0 ? c.rtt_us / 2 : 0));
   };
-  auto mic_frame = [&](int64_t now_us) {
-    auto& s = *(*ep)->sessions()[0];
-    s.pull(mic_pcm, now_us);  // always pull: the jitter buffer plays on its own clock
-    if (!mic_started || !ctl || s.rx_frame_samples() != 480) {
+  // The far daemon's view of this qube, as its native agent hears it.
+  auto apply_peer_state = [&](int64_t now) {
+    net::StatePayload st = net_session.peer_state(now);
+    remote_latency_us = st.latency_us;
+    if (applied_once && st.flags == applied.flags && st.volume_permille == applied.volume_permille) {
       return;
     }
-    const bool mono = s.rx_channels() == 1;
-    for (size_t i = 0; i < 480; ++i) {
-      float l = static_cast<float>(mic_pcm[mono ? i : 2 * i]) / 32768.0f;
-      float r = static_cast<float>(mic_pcm[mono ? i : 2 * i + 1]) / 32768.0f;
-      mic_in[2 * i] = l;
-      mic_in[2 * i + 1] = r;
+    applied = st;
+    applied_once = true;
+    session.set_mic_state((st.flags & net::kStateMicAttached) != 0,
+                          (st.flags & net::kStateMicAllowed) != 0);
+    if (st.volume_permille != 0) {
+      session.set_volume((st.volume_permille + 5) / 10);
     }
-    size_t used = 480, made = mic_out.size() / 2;
-    (*mic_rs)->process(mic_in.data(), &used, mic_out.data(), &made);
-    for (size_t i = 0; i < made * 2; ++i) {
-      mic_s16[i] =
-          static_cast<int16_t>(std::lround(std::clamp(mic_out[i], -1.0f, 1.0f) * 32767.0f));
-    }
-    auto bytes = std::as_bytes(std::span(mic_s16.data(), made * 2));
-    if (ctl->buffer_space() < bytes.size()) {
-      ++mic_overruns;  // the agent does not read its mic: drop, never block
-      return;
-    }
-    ctl->write(bytes);
+    session.set_muted((st.flags & net::kStateMuted) != 0);
   };
-  auto drop_channels = [&] {
-    for (auto* id : {&pw, &cw}) {
-      if (*id) {
-        loop.remove(*id);
-        *id = 0;
-      }
+  auto period = [&](int64_t start_us, int64_t now) {
+    daemon::PeriodTiming timing;
+    timing.device_frames = frames_total;
+    timing.device_latency_us = latency_us();
+    timing.device_time_ns = (start_us + timing.device_latency_us) * 1000;
+    // Playback: one frame to the network. After 300 ms of digital silence
+    // (corked, or nothing playing) nothing is sent, so an idle qube costs
+    // the network and the far audio domain nothing; the far side ends the
+    // stream and restarts it cleanly when sound returns.
+    be.pull(mix, timing);
+    bool sound = false;
+    for (size_t i = 0; i < mix.size(); ++i) {
+      pcm[i] = static_cast<int16_t>(std::lround(std::clamp(mix[i], -1.0f, 1.0f) * 32767.0f));
+      sound |= pcm[i] != 0;
     }
-    play.reset();
-    ctl.reset();
-    words = {};
-    set_mic(false);  // the agent left: its mic is closed
-  };
-  auto on_events = [&] {
-    if (!play || !ctl) {
-      return;
+    if (sound) {
+      last_sound_us = start_us;
     }
-    play->handle_events();
-    ctl->handle_events();
-    if (!play->is_open() || !ctl->is_open()) {
-      log_info("net-bridge: the agent left; reconnecting");
-      drop_channels();
-      return;
+    if (start_us - last_sound_us < 300'000 && !(*ep)->send_audio(net_session, pcm, now)) {
+      ++unsent;  // the far side is not connected yet
     }
-    while (ctl->data_ready() > 0) {
-      size_t n = ctl->read(buf);
-      if (n == 0) {
-        break;
-      }
-      std::span<const std::byte> in(buf.data(), n);
-      while (auto w = words.next(in)) {
-        if (*w == static_cast<uint32_t>(proto::StockWord::MicStart)) {
-          set_mic(true);
-        } else if (*w == static_cast<uint32_t>(proto::StockWord::MicStop)) {
-          set_mic(false);
-        }  // cork/uncork and the unknown words: playback just runs (the stock daemon's way)
-      }
+    // Microphone: the jitter buffer plays one frame per period, always (it
+    // runs on its own clock); the Session's capture stream converts it to
+    // the agent's format and gates it.
+    net_session.pull(std::span(mic_pcm.data(), net_session.rx_channels() * frame), now);
+    const bool mono = net_session.rx_channels() == 1;
+    const bool fits = net_session.rx_frame_samples() == frame;
+    for (size_t i = 0; i < frame; ++i) {
+      float l = fits ? static_cast<float>(mic_pcm[mono ? i : 2 * i]) / 32768.0f : 0.0f;
+      float r = fits ? static_cast<float>(mic_pcm[mono ? i : 2 * i + 1]) / 32768.0f : 0.0f;
+      mic[2 * i] = l;
+      mic[2 * i + 1] = r;
     }
-    for (;;) {
-      size_t n = play->read(buf);
-      if (n == 0) {
-        break;
-      }
-      size_t samples = n / 2;  // S16LE; a split sample is impossible: 4-byte frames, 4-aligned
-      in_f.resize(samples);
-      for (size_t i = 0; i < samples; ++i) {
-        int16_t s;
-        std::memcpy(&s, buf.data() + 2 * i, 2);
-        in_f[i] = static_cast<float>(s) / 32768.0f;
-      }
-      size_t in_frames = samples / 2;
-      const float* src = in_f.data();
-      while (in_frames > 0) {
-        size_t used = in_frames, made = out_f.size() / 2;
-        (*rs)->process(src, &used, out_f.data(), &made);
-        pending.insert(pending.end(), out_f.begin(),
-                       out_f.begin() + static_cast<std::ptrdiff_t>(made * 2));
-        src += used * 2;
-        in_frames -= used;
-        if (used == 0 && made == 0) {
-          break;
-        }
-      }
-      size_t off = 0;
-      while (pending.size() - off >= frame * 2) {
-        for (size_t i = 0; i < frame * 2; ++i) {
-          float v = std::clamp(pending[off + i], -1.0f, 1.0f);
-          pcm[i] = static_cast<int16_t>(std::lround(v * 32767.0f));
-        }
-        off += frame * 2;
-        auto& s = *(*ep)->sessions()[0];
-        (void)(*ep)->send_audio(s, pcm, net::mono_us());  // dropped until the server answered
-      }
-      pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(off));
-    }
-  };
-  auto try_connect = [&] {
-    if (play) {
-      return;
-    }
-    auto p =
-        (*t)->connect({o.domid, o.audio_domid, proto::kPortPlayback}, std::chrono::milliseconds(0));
-    if (!p) {
-      return;
-    }
-    auto c = (*t)->connect({o.domid, o.audio_domid, proto::kPortControl},
-                           std::chrono::milliseconds(500));
-    if (!c) {
-      return;
-    }
-    play = std::move(*p);
-    ctl = std::move(*c);
-    pw = loop.add_fd(play->fd(), POLLIN, [&](short) { on_events(); });
-    cw = loop.add_fd(ctl->fd(), POLLIN, [&](short) { on_events(); });
-    log_info("net-bridge: connected to the agent (stock protocol, S16LE 44.1 kHz)");
+    be.push_mic(mic, timing);
+    frames_total += frame;
   };
   loop.add_fd((*ep)->fd(), POLLIN, [&](short) { (*ep)->handle_events(net::mono_us()); });
-  int64_t next_frame = net::mono_us(), next_poll = 0;
   loop.add_timer(
       std::chrono::milliseconds(2),
       [&] {
@@ -729,13 +715,14 @@ int run_qube(const Options& o) {
         if (now >= next_poll) {
           next_poll = now + 20'000;
           (*ep)->tick(now);
-          try_connect();
-          on_events();
         }
-        // Mic frames paced by the monotonic clock, as on the audiovm side.
+        apply_peer_state(now);
+        if (now > next_frame + 20 * frame_us) {
+          next_frame = now;  // far behind (suspend, overload): resynchronise, no burst
+        }
         while (now >= next_frame) {
-          mic_frame(now);
-          next_frame += 10'000;
+          period(next_frame, now);
+          next_frame += frame_us;
         }
         if (g_dump) {
           g_dump = 0;
@@ -743,16 +730,14 @@ int run_qube(const Options& o) {
         }
       },
       true);
+  session.start();
   log_info("net-bridge: qube side, server %s", o.connect.c_str());
   g_loop = &loop;
   loop.run();
   g_loop = nullptr;
+  session.stop();
   (*ep)->send_bye(net::mono_us());
   print_counters(**ep);
-  if (mic_overruns) {
-    log_warn("net-bridge: %llu mic frame(s) dropped: the agent did not read its mic",
-             static_cast<unsigned long long>(mic_overruns));
-  }
   return 0;
 }
 
@@ -776,6 +761,7 @@ int main(int argc, char** argv) {
   app.add_option("--control", o.control,
                  "audiovm: the daemon's control socket; the bridge reports each remote qube's "
                  "network counters there (qvm-audio list)");
+  app.add_option("--name", o.name, "qube: this qube's name, for the logs (default qube)");
   app.add_option("--bitrate", o.bitrate, "qube: Opus bitrate (default 96000)");
   app.add_option("--frame-ms", o.frame_ms, "qube: 10 or 20")->check(CLI::IsMember({10, 20}));
   app.add_flag("-v,--verbose", o.verbose, "log more");

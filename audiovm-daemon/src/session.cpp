@@ -477,8 +477,10 @@ Result<void> Session::open_playback(const StreamFormat& fmt, bool adaptive) {
   pc.target_fill = play_target();
   pc.ring = std::max(cfg_.playback_ring, 2 * pc.target_fill);
   pc.adaptive_rate = adaptive;
-  pc.volume_percent = volume_percent_;
-  pc.muted = muted_;
+  // A relay (the network bridge's qube side) only reports the volume; the
+  // audio domain at the far end applies it.
+  pc.volume_percent = cfg_.apply_gain ? volume_percent_ : kDefaultVolumePercent;
+  pc.muted = cfg_.apply_gain && muted_;
   auto s = PlaybackStream::create(pc);
   if (!s) {
     return fail(s.error());
@@ -985,7 +987,7 @@ void Session::set_volume(uint32_t percent) {
     return;
   }
   volume_percent_ = percent;
-  if (playback_) {
+  if (playback_ && cfg_.apply_gain) {
     playback_->set_volume_percent(percent);
   }
   if (frames_ && (caps_ & proto::kCapVolumeState) != 0) {
@@ -998,7 +1000,7 @@ void Session::set_muted(bool muted) {
     return;
   }
   muted_ = muted;
-  if (playback_) {
+  if (playback_ && cfg_.apply_gain) {
     playback_->set_muted(muted);
   }
   if (frames_ && (caps_ & proto::kCapVolumeState) != 0) {
@@ -1008,15 +1010,22 @@ void Session::set_muted(bool muted) {
 }
 
 void Session::set_mic_attached(bool attached) {
-  if (attached == mic_attached_) {
+  set_mic_state(attached, mic_allowed_);
+}
+
+void Session::set_mic_state(bool attached, bool allowed) {
+  if (attached == mic_attached_ && allowed == mic_allowed_) {
     return;
   }
+  const bool was_open = mic_attached_ && mic_allowed_;
+  const bool attached_changed = attached != mic_attached_;
   mic_attached_ = attached;
+  mic_allowed_ = allowed;
   if (capture_) {
     capture_->set_open(mic_attached_ && mic_allowed_);
-    if (!attached) {
-      // Nothing recorded before the detach may reach the qube after it: drop
-      // what is queued now and whatever a period in flight adds.
+    if (was_open && !(mic_attached_ && mic_allowed_)) {
+      // Nothing recorded before the gate closed may reach the qube after it:
+      // drop what is queued now and whatever a period in flight adds.
       discard_mic();
       mic_discard_until_ = EventLoop::Clock::now() + 2 * std::max(cfg_.tick, milliseconds(10));
     }
@@ -1024,7 +1033,11 @@ void Session::set_mic_attached(bool attached) {
   if (frames_ && (caps_ & proto::kCapMicState) != 0) {
     send(proto::MicState{mic_attached_, mic_allowed_}, Priority::Required);
   }
-  log_info("%s: microphone %s", cfg_.name.c_str(), attached ? "attached" : "detached");
+  if (attached_changed) {
+    log_info("%s: microphone %s", cfg_.name.c_str(), attached ? "attached" : "detached");
+  } else {
+    log_info("%s: microphone %s by policy", cfg_.name.c_str(), allowed ? "allowed" : "denied");
+  }
 }
 
 void Session::set_playback_allowed(bool allowed) {

@@ -90,6 +90,9 @@ struct SessionConfig {
   // Test hook (--test-tick-skew-ppm): ClockTicks claim a device this many
   // ppm faster (> 0) or slower than it is, as a drifting clock would.
   int32_t test_tick_skew_ppm = 0;
+  // False for a relay (the network bridge's qube side): volume and mute are
+  // reported to the agent (VolumeState) but applied by the far audio domain.
+  bool apply_gain = true;
   std::chrono::milliseconds playback_ring{500};  // playback memory bound
   std::chrono::milliseconds mic_queue{200};      // mic kept for a slow reader
 };
@@ -153,6 +156,9 @@ class Session {
   void set_volume(uint32_t percent);  // clamped to 0..150
   void set_muted(bool muted);
   void set_mic_attached(bool attached);
+  // Both halves of the gate at once (a relay mirrors a remote daemon's
+  // MicState); the daemon itself folds policy into set_mic_attached.
+  void set_mic_state(bool attached, bool allowed);
   // qaudio.Play deny (the mic gate): the qube's playback is still read at the
   // device's pace, but replaced by silence and counted; the qube sees no error.
   void set_playback_allowed(bool allowed);

@@ -260,12 +260,33 @@ class QubeSide {
     mode_ = Mode::Connecting;
     view_ = {0, 0, 1000};
     daemon_latency_us_ = 0;
+    pending_len_ = pending_written_ = 0;
+    corked_ = false;
+    pace_ppm_ = pace_integral_ = 0;
+    last_steer_us_ = 0;
     capture_ok_ = mic_on_ = false;
     mic_fill_ = 0;
     return true;
   }
 
-  // Every frame period: one frame from the jitter buffer to the daemon.
+  // From the loop's timer (~2 ms): the frames that are due, paced by
+  // CLOCK_MONOTONIC slowed or sped up by pace_ppm_ (below), then the slice of
+  // the current frame that is due. After a stall of this process the missed
+  // frames are not sent in a burst (that would stay in the daemon as
+  // latency): the jitter buffer keeps them and trims its own surplus.
+  void tick(int64_t now_us) {
+    const int64_t period = frame_period_us();
+    if (now_us > next_frame_us_ + 3 * period) {
+      next_frame_us_ = now_us;
+    }
+    while (now_us >= next_frame_us_) {
+      frame(now_us);
+      next_frame_us_ += period;
+    }
+    drain(now_us);
+  }
+
+  // One frame from the jitter buffer to the daemon.
   void frame(int64_t now_us) {
     if (!play_ || !ctl_) {
       return;
@@ -287,17 +308,57 @@ class QubeSide {
     }
     update_mic(now_us);
     report_view();
-    std::array<int16_t, 960> pcm{};
-    s_.pull(pcm, now_us);  // always pull: the jitter buffer plays on its own clock
+    const size_t n = s_.rx_frame_samples();
+    std::array<int16_t, kMaxFrame * 2> pcm{};
+    // Always pull: the jitter buffer plays on its own clock.
+    const bool playing = n <= kMaxFrame && s_.pull(std::span(pcm.data(), n * s_.rx_channels()), now_us);
     if (s_.rx_channels() == 1) {
-      for (int i = 479; i >= 0; --i) {
+      for (size_t i = n; i-- > 0;) {
         pcm[2 * i] = pcm[2 * i + 1] = pcm[i];
       }
     }
-    if (mode_ != Mode::Playing || s_.rx_frame_samples() != 480) {
+    if (mode_ != Mode::Playing) {
       return;
     }
-    auto bytes = std::as_bytes(std::span(pcm));
+    flush(pending_.size());  // what is left of the previous frame goes first
+    // No stream from the qube (it stopped sending, or has not started):
+    // cork the daemon's stream rather than feed it silence, so it starts
+    // again from its small prebuffer, never from a backlog of silence.
+    if (!playing) {
+      set_corked(true);
+      return;
+    }
+    set_corked(false);
+    pending_ = pcm;
+    pending_len_ = n * 2;
+    pending_written_ = 0;
+    pending_start_us_ = now_us;
+    drain(now_us);
+  }
+
+  // The frame goes to the daemon in slices as it becomes due (one per timer
+  // tick, ~2 ms), not 10 ms at once: the daemon keeps only a small
+  // prebuffer for native qubes, sized for an agent that writes a few ms at
+  // a time; a whole frame every 10 ms would drain it to zero between frames.
+  void drain(int64_t now_us) {
+    if (!play_ || mode_ != Mode::Playing || pending_len_ == 0) {
+      return;
+    }
+    const int64_t span_us = static_cast<int64_t>(pending_len_ / 2) * 1'000'000 / 48000;
+    const int64_t elapsed = std::clamp<int64_t>(now_us - pending_start_us_ + 2000, 0, span_us);
+    flush(static_cast<size_t>(elapsed * static_cast<int64_t>(pending_len_ / 2) / span_us) * 2);
+  }
+
+ private:
+  // Writes the pending frame up to `upto` samples (interleaved stereo).
+  void flush(size_t upto) {
+    upto = std::min(upto, pending_len_);
+    if (upto <= pending_written_ || !play_) {
+      return;
+    }
+    auto bytes = std::as_bytes(
+        std::span(pending_.data() + pending_written_, upto - pending_written_));
+    pending_written_ = upto;
     if (play_->buffer_space() < bytes.size()) {
       ++overruns_;
       return;
@@ -305,7 +366,6 @@ class QubeSide {
     play_->write(bytes);
   }
 
- private:
   enum class Mode { Connecting, Negotiating, AwaitingFormat, Playing, Failed };
 
   // The remote agent's mic start/stop (the peer's State flags) becomes the
@@ -322,6 +382,49 @@ class QubeSide {
     send(want ? proto::Message{proto::MicStart{}} : proto::Message{proto::MicStop{}});
     log_info("net-bridge %s: the remote qube %s the microphone", s_.name().c_str(),
              want ? "opened" : "closed");
+  }
+
+  int64_t frame_period_us() const {
+    const double nominal = static_cast<double>(s_.rx_frame_samples()) * 1e6 / 48000.0;
+    return static_cast<int64_t>(std::lround(nominal * (1.0 + pace_ppm_ * 1e-6)));
+  }
+
+  void set_corked(bool corked) {
+    if (corked == corked_) {
+      return;
+    }
+    corked_ = corked;
+    pending_len_ = pending_written_ = 0;
+    pace_integral_ = 0;
+    send(corked ? proto::Message{proto::Cork{}} : proto::Message{proto::Uncork{}});
+    if (!corked && play_) {
+      // A lead of silence ahead of the first frame: the daemon's prebuffer
+      // for native qubes (8 ms) is sized for a local agent; frames that come
+      // off a network jitter buffer and a timer need a little more headroom.
+      std::array<std::byte, kLeadBytes> lead{};
+      if (play_->buffer_space() >= lead.size()) {
+        play_->write(lead);
+      }
+    }
+    log_debug("net-bridge %s: %s the daemon's stream", s_.name().c_str(),
+              corked ? "corked" : "uncorked");
+  }
+
+  // The daemon's buffer for this qube, from its Latency reports (at most 10
+  // per second). Set point: its native prebuffer, the lead and the slices; the
+  // loop is slow (a drift of 100 ppm settles in about half a minute) and
+  // bounded to +-2000 ppm.
+  void steer(double daemon_buffer_ms, int64_t now_us) {
+    constexpr double kSetpointMs = 20.0, kKp = 20.0, kKi = 2.0, kLimit = 2000.0;
+    if (corked_ || last_steer_us_ == 0) {
+      last_steer_us_ = now_us;
+      return;
+    }
+    const double dt = std::min(1.0, static_cast<double>(now_us - last_steer_us_) * 1e-6);
+    last_steer_us_ = now_us;
+    const double err = daemon_buffer_ms - kSetpointMs;
+    pace_integral_ = std::clamp(pace_integral_ + err * dt, -kLimit / kKi, kLimit / kKi);
+    pace_ppm_ = std::clamp(kKp * err + kKi * pace_integral_, -kLimit, kLimit);
   }
 
   void set_flag(uint32_t flag, bool on) {
@@ -425,6 +528,8 @@ class QubeSide {
         if (auto* fa = std::get_if<proto::FormatAccepted>(m)) {
           if (fa->direction == proto::StreamDirection::Playback) {
             mode_ = Mode::Playing;
+            corked_ = false;
+            set_corked(true);  // until the qube's stream arrives
             // The mic leg: S16LE 48 kHz mono, 10 ms = one Opus frame per 480 samples.
             send(proto::CaptureFormat{StreamFormat{SampleFormat::S16LE, 48000, 1}});
           } else {
@@ -436,6 +541,7 @@ class QubeSide {
           }
         } else if (auto* l = std::get_if<proto::Latency>(m)) {
           daemon_latency_us_ = (l->device_latency_ns + l->daemon_buffer_ns) / 1000;
+          steer(static_cast<double>(l->daemon_buffer_ns) / 1e6, net::mono_us());
         } else if (auto* v = std::get_if<proto::VolumeState>(m)) {
           view_.volume_permille = v->volume_permille;
           set_flag(net::kStateMuted, v->muted);
@@ -490,6 +596,22 @@ class QubeSide {
   uint32_t hb_seq_ = 0;
   uint64_t overruns_ = 0;
   net::StatePayload view_{0, 0, 1000};  // the daemon's MicState/VolumeState, as flags
+  static constexpr size_t kMaxFrame = 960;           // 20 ms at 48 kHz
+  static constexpr size_t kLeadBytes = 10 * 48 * 4;  // 10 ms of S16 stereo
+  std::array<int16_t, kMaxFrame * 2> pending_{};  // the frame being handed to the daemon
+  size_t pending_len_ = 0;                        // samples in it (stereo)
+  size_t pending_written_ = 0;
+  int64_t next_frame_us_ = 0;
+  bool corked_ = false;
+  // Pacing: the daemon plays native streams at its device's clock and does
+  // not rate-match them; this side follows its buffer instead. A PI loop on
+  // the daemon's reported buffer (Latency) sets how much faster or slower
+  // than CLOCK_MONOTONIC frames are handed over (the jitter buffer's own
+  // rate follower absorbs the difference), so a device clock that differs
+  // from this machine's monotonic clock does not pile up latency.
+  double pace_ppm_ = 0, pace_integral_ = 0;
+  int64_t last_steer_us_ = 0;
+  int64_t pending_start_us_ = 0;
   uint64_t daemon_latency_us_ = 0;
 };
 
@@ -549,18 +671,14 @@ int run_audiovm(const Options& o) {
     reporter = std::make_unique<NetReporter>(loop, o.control);
   }
   int64_t next_report = net::mono_us() + 1'000'000;
-  // Frames are paced by the monotonic clock (the timer only wakes us up).
-  int64_t next_frame = net::mono_us();
+  // Each side paces its frames itself (the timer only wakes us up).
   loop.add_timer(
       std::chrono::milliseconds(2),
       [&] {
         int64_t now = net::mono_us();
         (*ep)->tick(now);
-        while (now >= next_frame) {
-          for (auto& s : sides) {
-            s->frame(now);
-          }
-          next_frame += 10'000;
+        for (auto& s : sides) {
+          s->tick(now);
         }
         if (reporter && now >= next_report) {
           next_report = now + 1'000'000;
@@ -625,8 +743,9 @@ int run_qube(const Options& o) {
   sc.domid = o.domid;
   sc.audio_domid = o.audio_domid;
   sc.apply_gain = false;
-  // The agent's chunks (a few ms) must cover one whole network frame per pull.
-  sc.native_target_fill = std::chrono::milliseconds(o.frame_ms + 6);
+  // The agent's chunks (a few ms) must cover one whole network frame per
+  // pull, with room for the agent's scheduling jitter.
+  sc.native_target_fill = std::chrono::milliseconds(o.frame_ms + 10);
   daemon::Session session(loop, **t, be, sc, daemon::QubeState{});
   bool mic_wanted = false;
   session.set_mic_observer([&](const std::string&, bool started) {

@@ -105,6 +105,10 @@ class NetBridgeE2E : public ::testing::Test {
     }
     app_ = std::make_unique<PulseServer>(dir_.path() + "/appqube");
     audio_ = std::make_unique<PulseServer>(dir_.path() + "/audioqube");
+    // As a desktop session runs them (RTKit): the continuity rule is checked
+    // in real time.
+    app_->set_realtime(true);
+    audio_->set_realtime(true);
     ASSERT_TRUE(app_->start()) << app_->last_error();
     ASSERT_TRUE(audio_->start()) << audio_->last_error();
     qaudio::test::make_dir(dir_.path() + "/vchan-qube");
@@ -133,13 +137,17 @@ class NetBridgeE2E : public ::testing::Test {
     return path;
   }
 
-  // Starts daemon, audiovm bridge, shim, qube bridge and agent.
-  void start_all(const std::string& server_key, const std::string& client_key) {
+  // Starts daemon, audiovm bridge, shim, qube bridge and agent (`protocol`:
+  // the agent's --protocol; auto = native with the qube bridge).
+  void start_all(const std::string& server_key,
+                 const std::string& client_key,
+                 const std::string& protocol = "auto") {
     uint16_t port = free_udp_port();
     auto d =
         Child::spawn({QAUDIO_DAEMON_PATH, "--channel", "unix:" + dir_.path() + "/vchan-audiovm",
                       "--qube", "work=" + std::to_string(kQubeDomid), "--audio-domid",
-                      std::to_string(kAudioDomid), "--backend", "pulse:" + audio_->server(), "-v"},
+                      std::to_string(kAudioDomid), "--backend", "pulse:" + audio_->server(),
+                      "--control", control(), "-v"},
                      audio_->client_env(), dir_.path() + "/daemon.log");
     ASSERT_TRUE(d);
     daemon_ = std::move(*d);
@@ -158,14 +166,15 @@ class NetBridgeE2E : public ::testing::Test {
         Child::spawn({QAUDIO_BRIDGE_PATH, "--role", "qube", "--connect",
                       "127.0.0.1:" + std::to_string(shim_->shim().client_facing_port()), "--key",
                       client_key, "--channel", "unix:" + dir_.path() + "/vchan-qube", "--domid",
-                      std::to_string(kQubeDomid), "--audiovm-domid", std::to_string(kAudioDomid)},
+                      std::to_string(kQubeDomid), "--audiovm-domid", std::to_string(kAudioDomid),
+                      "--name", "work", "-v"},
                      {}, dir_.path() + "/qube-bridge.log");
     ASSERT_TRUE(q);
     qube_bridge_ = std::move(*q);
     auto a =
         Child::spawn({QAUDIO_AGENT_PATH, "--backend", "pulse:" + app_->server(), "--channel",
                       "unix:" + dir_.path() + "/vchan-qube", "--domid", std::to_string(kQubeDomid),
-                      "--audiovm-domid", std::to_string(kAudioDomid), "--protocol", "stock", "-v"},
+                      "--audiovm-domid", std::to_string(kAudioDomid), "--protocol", protocol, "-v"},
                      app_->client_env(), dir_.path() + "/agent.log");
     ASSERT_TRUE(a);
     agent_ = std::move(*a);
@@ -178,6 +187,12 @@ class NetBridgeE2E : public ::testing::Test {
         << read_text(dir_.path() + "/agent.log");
   }
   std::string audiovm_log() const { return dir_.path() + "/audiovm-bridge.log"; }
+  std::string agent_log() const { return read_text(dir_.path() + "/agent.log"); }
+  // The number after the last `key` in `text` (0 when absent).
+  static double last_number(const std::string& text, const std::string& key) {
+    size_t p = text.rfind(key);
+    return p == std::string::npos ? 0 : std::atof(text.c_str() + p + key.size());
+  }
 
   // The mic rig: the audio qube's PulseAudio has a 1 kHz tone at 0.5 on its
   // default source; the daemon (qaudio.Mic policy allowing work, control
@@ -295,7 +310,9 @@ class NetBridgeE2E : public ::testing::Test {
          "sine", std::to_string(freq), "vol", "0.5"},
         {}, 20s);
     ASSERT_EQ(r.status, 0);
-    auto c = Child::spawn({"paplay", "-d", "qubes_audio", "--latency-msec=20", wav},
+    // The player's own buffer is not what is tested: a generous one, so a
+    // stalled player does not leave a gap at the source.
+    auto c = Child::spawn({"paplay", "-d", "qubes_audio", "--latency-msec=100", wav},
                           app_->client_env(), dir_.path() + "/paplay.log");
     ASSERT_TRUE(c);
     player_ = std::move(*c);
@@ -312,25 +329,18 @@ class NetBridgeE2E : public ::testing::Test {
   std::string logs() {
     return "--- audiovm bridge:\n" + read_text(audiovm_log()) + "--- qube bridge:\n" +
            read_text(dir_.path() + "/qube-bridge.log") + "--- daemon:\n" +
-           read_text(dir_.path() + "/daemon.log");
+           read_text(dir_.path() + "/daemon.log") + "--- agent:\n" + agent_log();
   }
 
   // Content checks over everything recorded from 0.5 s after the onset (at
   // least 2 s): frequency and level as medians over 100 ms windows (robust to
-  // a glitch), continuity as the longest gap (run of 2.5 ms blocks below half
-  // the tone's RMS) inside the best 1 s window: this shared 2-core machine
-  // stalls a process now and then, which looks exactly like loss, so "some
-  // whole second without a gap longer than `max_gap`" is what a clean
-  // real-time run can promise. With loss and jitter on top of such stalls
-  // (one run here froze a process for 275 ms) continuity is printed, not
-  // asserted (strict_gaps = false): the gap rule (no gap longer than one
-  // frame under 5 % loss + 20 ms jitter) is asserted in virtual time in
-  // net_channel_test, over several loss patterns.
+  // a glitch), and continuity: no gap (a run of 2.5 ms blocks below half the
+  // tone's RMS) longer than `max_gap` anywhere in it. The sound servers run
+  // with real-time scheduling and the end-to-end tests run alone.
   void expect_tone(const std::vector<float>& pcm,
                    double freq,
                    double amp,
-                   size_t max_gap,
-                   bool strict_gaps = true) {
+                   size_t max_gap) {
     size_t start = std::string::npos;
     for (size_t i = 0; i < pcm.size(); i += 2) {
       if (std::fabs(pcm[i]) > 0.1f) {
@@ -362,21 +372,14 @@ class NetBridgeE2E : public ::testing::Test {
       }
       low.push_back(std::sqrt(acc / 120) < 0.5 * amp / std::sqrt(2.0));
     }
-    size_t best = SIZE_MAX, overall = 0;
-    const size_t per_s = kRate / 120;
-    for (size_t from = 0; from + per_s <= low.size(); from += per_s / 10) {
-      size_t run = 0, longest = 0;
-      for (size_t b = from; b < from + per_s; ++b) {
-        run = low[b] ? run + 120 : 0;
-        longest = std::max(longest, run);
-      }
-      best = std::min(best, longest);
-      overall = std::max(overall, longest);
+    size_t run = 0, longest = 0;
+    for (bool l : low) {
+      run = l ? run + 120 : 0;
+      longest = std::max(longest, run);
     }
-    std::printf("longest gap: %zu samples overall, %zu in the best 1 s window\n", overall, best);
-    if (strict_gaps) {
-      EXPECT_LE(best, max_gap) << "no whole second without a gap longer than one frame";
-    }
+    std::printf("longest gap: %zu samples over %.1f s\n", longest,
+                static_cast<double>(low.size()) * 120 / kRate);
+    EXPECT_LE(longest, max_gap) << "a gap longer than one frame\n" << logs();
   }
 
   TempDir dir_{"net-bridge-e2e"};
@@ -403,6 +406,79 @@ TEST_F(NetBridgeE2E, tone_crosses_the_network_with_frequency_and_level) {
   expect_tone(record(6.0), 1000, 0.5, 480);
 }
 
+// A stock agent (stock Qubes' module-vchan-sink speaks the same) is served
+// by the qube side's Session just as the daemon would serve it: S16LE
+// 44.1 kHz, rate-matched and resampled to the network's 48 kHz.
+TEST_F(NetBridgeE2E, a_stock_agent_is_served_too) {
+  auto k = write_key("work", net::generate_key());
+  start_all(k, k, "stock");
+  ASSERT_TRUE(wait_until([&] { return agent_log().find("stock protocol") != std::string::npos; },
+                         15s))
+      << agent_log() << logs();
+  play_tone(1000, 12);
+  expect_tone(record(6.0), 1000, 0.5, 480);
+}
+
+// A native agent on the far side of the network hears what a local one
+// hears from its daemon: the playback latency (the network leg measured by
+// the audio domain's bridge + its daemon's buffer and device) in its
+// Latency reports, the volume and mute the daemon applies (applied once, at
+// the far end), and the mic gate.
+TEST_F(NetBridgeE2E, native_agent_hears_the_far_latency_volume_and_mic_state) {
+  auto k = write_key("work", net::generate_key());
+  start_all(k, k);
+  ASSERT_TRUE(wait_until(
+      [&] { return agent_log().find("native protocol v") != std::string::npos; }, 15s))
+      << agent_log() << logs();
+  play_tone(1000, 20);
+  expect_tone(record(5.0), 1000, 0.5, 480);
+
+  // Latency: the agent's "device" figure is the far side's whole leg.
+  double device_ms = 0, net_ms = 0;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        device_ms = last_number(agent_log(), "device ");
+        ::kill(audiovm_bridge_.pid(), SIGUSR1);
+        net_ms = last_number(read_text(audiovm_log()), "latency_ms=");
+        return device_ms > 0 && net_ms > 0 && device_ms >= net_ms;
+      },
+      10s, 200ms))
+      << "agent device latency " << device_ms << " ms, network leg " << net_ms << " ms\n"
+      << agent_log();
+  std::printf("agent hears %.1f ms for the far leg; network part %.1f ms\n", device_ms, net_ms);
+  EXPECT_GE(net_ms, 16.5) << "at least one frame + Opus' delay";
+  EXPECT_LE(device_ms, net_ms + 100) << "the far daemon's part is a few tens of ms";
+
+  // Volume: reported to the agent, applied once (0.25, not 0.125).
+  ASSERT_EQ(cli({"volume", "work", "50"}).status, 0);
+  ASSERT_TRUE(wait_until(
+      [&] { return agent_log().find("volume 500/1000") != std::string::npos; }, 5s))
+      << agent_log();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto pcm = record(0.5);
+        return std::fabs(qaudio::test::tone_amplitude(pcm, 2, 1, kRate, 1000) - 0.25) < 0.03;
+      },
+      10s, 10ms))
+      << "the far daemon's volume did not apply once";
+  ASSERT_EQ(cli({"mute", "work"}).status, 0);
+  ASSERT_TRUE(wait_until([&] { return agent_log().find("(muted)") != std::string::npos; }, 5s))
+      << agent_log();
+  ASSERT_TRUE(wait_until(
+      [&] { return qaudio::test::tone_amplitude(record(0.3), 2, 1, kRate, 1000) < 0.001; }, 10s,
+      10ms));
+
+  // The mic gate: attach and detach reach the agent as MicState.
+  ASSERT_EQ(cli({"mic", "attach", "work"}).status, 0);
+  ASSERT_TRUE(wait_until(
+      [&] { return agent_log().find("microphone attached") != std::string::npos; }, 5s))
+      << agent_log();
+  ASSERT_EQ(cli({"mic", "detach", "work"}).status, 0);
+  ASSERT_TRUE(wait_until(
+      [&] { return agent_log().find("microphone detached") != std::string::npos; }, 5s))
+      << agent_log();
+}
+
 TEST_F(NetBridgeE2E, tone_survives_5_percent_loss_and_20ms_jitter) {
   loss_ = 0.05;
   jitter_us_ = 20'000;
@@ -418,7 +494,7 @@ TEST_F(NetBridgeE2E, tone_survives_5_percent_loss_and_20ms_jitter) {
       15s))
       << logs();
   play_tone(1000, 12);
-  expect_tone(record(6.0), 1000, 0.5, 480, /*strict_gaps=*/false);
+  expect_tone(record(6.0), 1000, 0.5, 480);
   EXPECT_GT(shim_->shim().dropped, 0u);
 }
 

@@ -151,24 +151,36 @@ class NetBridgeE2E : public ::testing::Test {
                      audio_->client_env(), dir_.path() + "/daemon.log");
     ASSERT_TRUE(d);
     daemon_ = std::move(*d);
-    auto b = Child::spawn(
-        {QAUDIO_BRIDGE_PATH, "--role", "audiovm", "--listen", "127.0.0.1:" + std::to_string(port),
-         "--peer", "work:" + std::to_string(kQubeDomid) + ":" + server_key, "--channel",
-         "unix:" + dir_.path() + "/vchan-audiovm", "--audio-domid", std::to_string(kAudioDomid)},
-        {}, audiovm_log());
+    audiovm_argv_ = {QAUDIO_BRIDGE_PATH,    "--role",
+                     "audiovm",             "--listen",
+                     "127.0.0.1:" + std::to_string(port),
+                     "--peer",              "work:" + std::to_string(kQubeDomid) + ":" + server_key,
+                     "--channel",           "unix:" + dir_.path() + "/vchan-audiovm",
+                     "--audio-domid",       std::to_string(kAudioDomid)};
+    auto b = Child::spawn(audiovm_argv_, {}, audiovm_log());
     ASSERT_TRUE(b);
     audiovm_bridge_ = std::move(*b);
     shim_ = std::make_unique<ShimThread>(port);
     shim_->shim().loss = loss_;
     shim_->shim().jitter_us = jitter_us_;
     shim_->start();
-    auto q =
-        Child::spawn({QAUDIO_BRIDGE_PATH, "--role", "qube", "--connect",
-                      "127.0.0.1:" + std::to_string(shim_->shim().client_facing_port()), "--key",
-                      client_key, "--channel", "unix:" + dir_.path() + "/vchan-qube", "--domid",
-                      std::to_string(kQubeDomid), "--audiovm-domid", std::to_string(kAudioDomid),
-                      "--name", "work", "-v"},
-                     {}, dir_.path() + "/qube-bridge.log");
+    qube_argv_ = {QAUDIO_BRIDGE_PATH,
+                  "--role",
+                  "qube",
+                  "--connect",
+                  "127.0.0.1:" + std::to_string(shim_->shim().client_facing_port()),
+                  "--key",
+                  client_key,
+                  "--channel",
+                  "unix:" + dir_.path() + "/vchan-qube",
+                  "--domid",
+                  std::to_string(kQubeDomid),
+                  "--audiovm-domid",
+                  std::to_string(kAudioDomid),
+                  "--name",
+                  "work",
+                  "-v"};
+    auto q = Child::spawn(qube_argv_, {}, dir_.path() + "/qube-bridge.log");
     ASSERT_TRUE(q);
     qube_bridge_ = std::move(*q);
     auto a =
@@ -382,7 +394,21 @@ class NetBridgeE2E : public ::testing::Test {
     EXPECT_LE(longest, max_gap) << "a gap longer than one frame\n" << logs();
   }
 
+  // Until `level` (tone amplitude at `freq` in 100 ms of out.monitor) is
+  // within `tol` of `want`; returns the seconds it took, or -1.
+  double seconds_until_level(double freq, double want, double tol, std::chrono::seconds limit) {
+    auto t0 = std::chrono::steady_clock::now();
+    bool ok = wait_until(
+        [&] {
+          return std::fabs(qaudio::test::tone_amplitude(record(0.1), 2, 1, kRate, freq) - want) <=
+                 tol;
+        },
+        limit, 10ms);
+    return ok ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() : -1;
+  }
+
   TempDir dir_{"net-bridge-e2e"};
+  std::vector<std::string> audiovm_argv_, qube_argv_;
   std::unique_ptr<PulseServer> app_, audio_;
   Child daemon_, audiovm_bridge_, qube_bridge_, agent_, player_;
   std::unique_ptr<ShimThread> shim_;
@@ -599,6 +625,35 @@ TEST_F(NetBridgeE2E, mic_crosses_the_network_gated_by_the_daemon_and_counters_ar
                std::string::npos;
       },
       10s));
+}
+
+// Either bridge vanishing (killed, as a crash would) and coming back: the
+// audio qube goes silent, and the tone comes back by itself, the qube's
+// agent and the daemon untouched (they reconnect to the new bridge).
+TEST_F(NetBridgeE2E, a_bridge_vanishing_and_returning_resumes) {
+  auto k = write_key("work", net::generate_key());
+  start_all(k, k);
+  play_tone(1000, 60);
+  ASSERT_GE(seconds_until_level(1000, 0.5, 0.05, 20s), 0) << logs();
+
+  qube_bridge_.stop(SIGKILL);
+  ASSERT_GE(seconds_until_level(1000, 0, 0.001, 5s), 0) << "the tone went on without the qube side";
+  auto q = Child::spawn(qube_argv_, {}, dir_.path() + "/qube-bridge.log");
+  ASSERT_TRUE(q);
+  qube_bridge_ = std::move(*q);
+  double back = seconds_until_level(1000, 0.5, 0.05, 15s);
+  std::printf("qube side back: tone again after %.2f s\n", back);
+  ASSERT_GE(back, 0) << logs();
+
+  audiovm_bridge_.stop(SIGKILL);
+  ASSERT_GE(seconds_until_level(1000, 0, 0.001, 5s), 0) << "the tone went on without the bridge";
+  auto b = Child::spawn(audiovm_argv_, {}, audiovm_log());
+  ASSERT_TRUE(b);
+  audiovm_bridge_ = std::move(*b);
+  back = seconds_until_level(1000, 0.5, 0.05, 15s);
+  std::printf("audio domain side back: tone again after %.2f s\n", back);
+  ASSERT_GE(back, 0) << logs();
+  expect_tone(record(3.0), 1000, 0.5, 480);
 }
 
 TEST_F(NetBridgeE2E, wrong_key_plays_nothing_and_is_logged) {

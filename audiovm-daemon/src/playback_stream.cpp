@@ -260,17 +260,27 @@ size_t PlaybackStream::pull(std::span<float> out, size_t frames, const PeriodTim
   gain_.set_target(gain_for(volume_percent_.load(std::memory_order_relaxed),
                             muted_.load(std::memory_order_relaxed)));
 
-  size_t produced = 0;
+  size_t produced = 0, lead = 0;
   if (corked_.load(std::memory_order_relaxed)) {
     running_ = false;
   } else {
+    bool starting = false;
     if (!running_ && ring_.readable() >= target_fill_bytes_) {
       running_ = true;
+      starting = true;
     }
     if (running_) {
       size_t fill_frames = ring_.readable() / frame_bytes_ + (dev_in_len_ - dev_in_pos_);
-      produced = produce(dst, frames);
-      if (produced < frames) {
+      // The first request of a (re)started stream may be larger than the
+      // prebuffer (a sound server asks for its whole buffer at once): the
+      // silence goes first, so the audio starts a little later but runs
+      // without the gap (and the restart) an underrun would cost.
+      if (starting && !resampler_ && fill_frames < frames) {
+        lead = frames - fill_frames;
+        std::memset(dst, 0, lead * ch * sizeof(float));
+      }
+      produced = produce(dst + lead * ch, frames - lead);
+      if (produced < frames - lead) {
         underruns_.fetch_add(1, std::memory_order_relaxed);
         running_ = false;
       } else if (config_.adaptive_rate && resampler_) {
@@ -279,7 +289,7 @@ size_t PlaybackStream::pull(std::span<float> out, size_t frames, const PeriodTim
     }
   }
   running_pub_.store(running_, std::memory_order_relaxed);
-  std::memset(dst + produced * ch, 0, (frames - produced) * ch * sizeof(float));
+  std::memset(dst + (lead + produced) * ch, 0, (frames - lead - produced) * ch * sizeof(float));
   gain_.apply(dst, frames, ch);
   // Level meter: the block's peak, or the held peak decaying (time constant
   // 300 ms); one exp and one relaxed store per period.

@@ -361,3 +361,38 @@ TEST(PlaybackStream, RejectsInvalidFormats) {
 
 }  // namespace
 }  // namespace qaudio::daemon
+
+namespace qaudio::daemon {
+namespace {
+
+// A sound server's first request after a (re)start may be its whole buffer,
+// larger than the small native prebuffer: the silence goes first and the
+// audio follows intact, with no underrun (before, the audio came first, the
+// stream ran dry at once, counted an underrun and restarted: a gap).
+TEST(PlaybackStream, AFirstRequestLargerThanThePrebufferIsLeadBySilence) {
+  const StreamFormat f32{SampleFormat::F32LE, 48000, 2};
+  auto s = make({.format = f32, .device = kDev, .target_fill = std::chrono::milliseconds(8)});
+  std::vector<float> in(384 * 2);  // 8 ms of a ramp: every sample distinct and non-zero
+  for (size_t i = 0; i < in.size(); ++i) {
+    in[i] = 0.001f * static_cast<float>(i + 1);
+  }
+  ASSERT_EQ(s->write(to_bytes(in)), in.size() * 4);
+  std::vector<float> out(480 * 2, 1.0f);  // a 10 ms request
+  PeriodTiming t;
+  EXPECT_EQ(s->pull(out, 480, t), 384u);
+  for (size_t i = 0; i < 96 * 2; ++i) {
+    ASSERT_EQ(out[i], 0.0f) << i;
+  }
+  for (size_t i = 0; i < in.size(); ++i) {
+    ASSERT_EQ(out[96 * 2 + i], in[i]) << i;
+  }
+  EXPECT_EQ(s->counters().underruns, 0u);
+  // Mid-stream, running dry is still an underrun.
+  std::vector<float> more(240 * 2, 0.5f);
+  s->write(to_bytes(more));
+  s->pull(out, 480, t);
+  EXPECT_EQ(s->counters().underruns, 1u);
+}
+
+}  // namespace
+}  // namespace qaudio::daemon

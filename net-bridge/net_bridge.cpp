@@ -311,7 +311,8 @@ class QubeSide {
     const size_t n = s_.rx_frame_samples();
     std::array<int16_t, kMaxFrame * 2> pcm{};
     // Always pull: the jitter buffer plays on its own clock.
-    const bool playing = n <= kMaxFrame && s_.pull(std::span(pcm.data(), n * s_.rx_channels()), now_us);
+    const bool playing =
+        n <= kMaxFrame && s_.pull(std::span(pcm.data(), n * s_.rx_channels()), now_us);
     if (s_.rx_channels() == 1) {
       for (size_t i = n; i-- > 0;) {
         pcm[2 * i] = pcm[2 * i + 1] = pcm[i];
@@ -356,8 +357,8 @@ class QubeSide {
     if (upto <= pending_written_ || !play_) {
       return;
     }
-    auto bytes = std::as_bytes(
-        std::span(pending_.data() + pending_written_, upto - pending_written_));
+    auto bytes =
+        std::as_bytes(std::span(pending_.data() + pending_written_, upto - pending_written_));
     pending_written_ = upto;
     if (play_->buffer_space() < bytes.size()) {
       ++overruns_;
@@ -440,9 +441,8 @@ class QubeSide {
     net::StatePayload st = view_;
     if (mode_ == Mode::Playing) {
       const int64_t net_us = std::max<int64_t>(0, s_.counters().latency_us);
-      st.latency_us = static_cast<uint32_t>(
-          std::min<uint64_t>(net::kStateMaxLatencyUs, static_cast<uint64_t>(net_us) +
-                                                          daemon_latency_us_));
+      st.latency_us = static_cast<uint32_t>(std::min<uint64_t>(
+          net::kStateMaxLatencyUs, static_cast<uint64_t>(net_us) + daemon_latency_us_));
     } else {
       st = {};  // no daemon session: nothing to report, the mic is closed
     }
@@ -595,11 +595,11 @@ class QubeSide {
   int64_t last_hb_us_ = 0;
   uint32_t hb_seq_ = 0;
   uint64_t overruns_ = 0;
-  net::StatePayload view_{0, 0, 1000};  // the daemon's MicState/VolumeState, as flags
+  net::StatePayload view_{0, 0, 1000};               // the daemon's MicState/VolumeState, as flags
   static constexpr size_t kMaxFrame = 960;           // 20 ms at 48 kHz
   static constexpr size_t kLeadBytes = 10 * 48 * 4;  // 10 ms of S16 stereo
-  std::array<int16_t, kMaxFrame * 2> pending_{};  // the frame being handed to the daemon
-  size_t pending_len_ = 0;                        // samples in it (stereo)
+  std::array<int16_t, kMaxFrame * 2> pending_{};     // the frame being handed to the daemon
+  size_t pending_len_ = 0;                           // samples in it (stereo)
   size_t pending_written_ = 0;
   int64_t next_frame_us_ = 0;
   bool corked_ = false;
@@ -778,7 +778,8 @@ int run_qube(const Options& o) {
   auto apply_peer_state = [&](int64_t now) {
     net::StatePayload st = net_session.peer_state(now);
     remote_latency_us = st.latency_us;
-    if (applied_once && st.flags == applied.flags && st.volume_permille == applied.volume_permille) {
+    if (applied_once && st.flags == applied.flags &&
+        st.volume_permille == applied.volume_permille) {
       return;
     }
     applied = st;

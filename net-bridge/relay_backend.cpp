@@ -7,9 +7,7 @@
 namespace qaudio::bridge {
 
 RelayBackend::RelayBackend(daemon::DeviceFormat format, size_t period_frames)
-    : format_(format),
-      period_frames_(period_frames),
-      scratch_(period_frames * format.channels) {}
+    : format_(format), period_frames_(period_frames), scratch_(period_frames * format.channels) {}
 
 namespace {
 template <typename Slots, typename T>
@@ -63,8 +61,7 @@ size_t RelayBackend::pull(std::span<float> mix, const daemon::PeriodTiming& timi
     }
   }
   return daemon::mix_sources(std::span<daemon::PlaybackSource* const>(active_.data(), n),
-                             mix.data(), scratch_.data(), period_frames_, format_.channels,
-                             timing);
+                             mix.data(), scratch_.data(), period_frames_, format_.channels, timing);
 }
 
 void RelayBackend::push_mic(std::span<const float> in, const daemon::PeriodTiming& timing) {

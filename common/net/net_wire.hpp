@@ -114,8 +114,8 @@ inline constexpr uint32_t kStateMaxLatencyUs = 10'000'000;
 inline constexpr uint16_t kStateMaxVolumePermille = 1500;
 struct StatePayload {
   uint32_t flags = 0;
-  uint32_t latency_us = 0;        // 0 = not known
-  uint16_t volume_permille = 0;   // 0 from a qube (it has no say)
+  uint32_t latency_us = 0;       // 0 = not known
+  uint16_t volume_permille = 0;  // 0 from a qube (it has no say)
   bool operator==(const StatePayload&) const = default;
 };
 Result<StatePayload> parse_state(std::span<const std::byte> plain);

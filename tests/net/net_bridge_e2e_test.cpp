@@ -143,20 +143,24 @@ class NetBridgeE2E : public ::testing::Test {
                  const std::string& client_key,
                  const std::string& protocol = "auto") {
     uint16_t port = free_udp_port();
-    auto d =
-        Child::spawn({QAUDIO_DAEMON_PATH, "--channel", "unix:" + dir_.path() + "/vchan-audiovm",
-                      "--qube", "work=" + std::to_string(kQubeDomid), "--audio-domid",
-                      std::to_string(kAudioDomid), "--backend", "pulse:" + audio_->server(),
-                      "--control", control(), "-v"},
-                     audio_->client_env(), dir_.path() + "/daemon.log");
+    auto d = Child::spawn(
+        {QAUDIO_DAEMON_PATH, "--channel", "unix:" + dir_.path() + "/vchan-audiovm", "--qube",
+         "work=" + std::to_string(kQubeDomid), "--audio-domid", std::to_string(kAudioDomid),
+         "--backend", "pulse:" + audio_->server(), "--control", control(), "-v"},
+        audio_->client_env(), dir_.path() + "/daemon.log");
     ASSERT_TRUE(d);
     daemon_ = std::move(*d);
-    audiovm_argv_ = {QAUDIO_BRIDGE_PATH,    "--role",
-                     "audiovm",             "--listen",
+    audiovm_argv_ = {QAUDIO_BRIDGE_PATH,
+                     "--role",
+                     "audiovm",
+                     "--listen",
                      "127.0.0.1:" + std::to_string(port),
-                     "--peer",              "work:" + std::to_string(kQubeDomid) + ":" + server_key,
-                     "--channel",           "unix:" + dir_.path() + "/vchan-audiovm",
-                     "--audio-domid",       std::to_string(kAudioDomid)};
+                     "--peer",
+                     "work:" + std::to_string(kQubeDomid) + ":" + server_key,
+                     "--channel",
+                     "unix:" + dir_.path() + "/vchan-audiovm",
+                     "--audio-domid",
+                     std::to_string(kAudioDomid)};
     auto b = Child::spawn(audiovm_argv_, {}, audiovm_log());
     ASSERT_TRUE(b);
     audiovm_bridge_ = std::move(*b);
@@ -349,10 +353,7 @@ class NetBridgeE2E : public ::testing::Test {
   // a glitch), and continuity: no gap (a run of 2.5 ms blocks below half the
   // tone's RMS) longer than `max_gap` anywhere in it. The sound servers run
   // with real-time scheduling and the end-to-end tests run alone.
-  void expect_tone(const std::vector<float>& pcm,
-                   double freq,
-                   double amp,
-                   size_t max_gap) {
+  void expect_tone(const std::vector<float>& pcm, double freq, double amp, size_t max_gap) {
     size_t start = std::string::npos;
     for (size_t i = 0; i < pcm.size(); i += 2) {
       if (std::fabs(pcm[i]) > 0.1f) {
@@ -438,8 +439,8 @@ TEST_F(NetBridgeE2E, tone_crosses_the_network_with_frequency_and_level) {
 TEST_F(NetBridgeE2E, a_stock_agent_is_served_too) {
   auto k = write_key("work", net::generate_key());
   start_all(k, k, "stock");
-  ASSERT_TRUE(wait_until([&] { return agent_log().find("stock protocol") != std::string::npos; },
-                         15s))
+  ASSERT_TRUE(
+      wait_until([&] { return agent_log().find("stock protocol") != std::string::npos; }, 15s))
       << agent_log() << logs();
   play_tone(1000, 12);
   expect_tone(record(6.0), 1000, 0.5, 480);
@@ -453,8 +454,8 @@ TEST_F(NetBridgeE2E, a_stock_agent_is_served_too) {
 TEST_F(NetBridgeE2E, native_agent_hears_the_far_latency_volume_and_mic_state) {
   auto k = write_key("work", net::generate_key());
   start_all(k, k);
-  ASSERT_TRUE(wait_until(
-      [&] { return agent_log().find("native protocol v") != std::string::npos; }, 15s))
+  ASSERT_TRUE(
+      wait_until([&] { return agent_log().find("native protocol v") != std::string::npos; }, 15s))
       << agent_log() << logs();
   play_tone(1000, 20);
   expect_tone(record(5.0), 1000, 0.5, 480);
@@ -477,8 +478,8 @@ TEST_F(NetBridgeE2E, native_agent_hears_the_far_latency_volume_and_mic_state) {
 
   // Volume: reported to the agent, applied once (0.25, not 0.125).
   ASSERT_EQ(cli({"volume", "work", "50"}).status, 0);
-  ASSERT_TRUE(wait_until(
-      [&] { return agent_log().find("volume 500/1000") != std::string::npos; }, 5s))
+  ASSERT_TRUE(
+      wait_until([&] { return agent_log().find("volume 500/1000") != std::string::npos; }, 5s))
       << agent_log();
   ASSERT_TRUE(wait_until(
       [&] {
@@ -496,12 +497,12 @@ TEST_F(NetBridgeE2E, native_agent_hears_the_far_latency_volume_and_mic_state) {
 
   // The mic gate: attach and detach reach the agent as MicState.
   ASSERT_EQ(cli({"mic", "attach", "work"}).status, 0);
-  ASSERT_TRUE(wait_until(
-      [&] { return agent_log().find("microphone attached") != std::string::npos; }, 5s))
+  ASSERT_TRUE(
+      wait_until([&] { return agent_log().find("microphone attached") != std::string::npos; }, 5s))
       << agent_log();
   ASSERT_EQ(cli({"mic", "detach", "work"}).status, 0);
-  ASSERT_TRUE(wait_until(
-      [&] { return agent_log().find("microphone detached") != std::string::npos; }, 5s))
+  ASSERT_TRUE(
+      wait_until([&] { return agent_log().find("microphone detached") != std::string::npos; }, 5s))
       << agent_log();
 }
 

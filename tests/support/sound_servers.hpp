@@ -388,8 +388,13 @@ class PulseServer {
     EnvVars env = client_env();
     env.erase("PULSE_SERVER");
     std::vector<std::string> argv{
-        "pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--system=false",
-        "--use-pid-file=no", "--log-target=stderr",
+        "pulseaudio",
+        "-n",
+        "--daemonize=no",
+        "--exit-idle-time=-1",
+        "--system=false",
+        "--use-pid-file=no",
+        "--log-target=stderr",
         "--load=module-native-protocol-unix socket=" + dir_ + "/run/native auth-anonymous=1",
         "--load=module-null-sink sink_name=out rate=48000 channels=2"};
     if (realtime_) {

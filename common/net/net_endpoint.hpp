@@ -59,7 +59,7 @@ struct SessionCounters {
   int64_t boost_us = 0;    // of which: the stall allowance learnt from underruns
   int64_t depth_us = 0;    // smoothed depth held (jitter buffer + resampler input), sub-frame
   int32_t drift_ppm = 0;   // clock-drift correction now: > 0 the peer's clock runs fast
-  int64_t latency_us = 0;  // reported end-to-end: frame + coder delay + rtt/2 + buffer
+  int64_t latency_us = 0;  // reported end-to-end: frame + coder delay + rtt/2 + buffer + resampler
 };
 
 class NetEndpoint;
@@ -67,6 +67,9 @@ class NetEndpoint;
 // One peer (a key): the daemon has one per configured qube, the agent one.
 class NetSession {
  public:
+  // speexdsp quality of the drift resampler: 48 taps; at a ratio within
+  // 0.1 % of 1 its passband reaches ~21 kHz, above what Opus codes.
+  static constexpr int kResamplerQuality = 3;
   const std::string& name() const { return name_; }
   // Authenticated traffic within the peer timeout.
   bool connected(int64_t now_us) const;
@@ -121,9 +124,6 @@ class NetSession {
   // sender) raises the target by its length once audio resumes; one frame
   // of that allowance is given back per kBoostDecayUs without a dry pull.
   static constexpr int32_t kMaxBoostFrames = 20;
-  // speexdsp quality of the drift resampler: 48 taps; at a ratio within
-  // 0.1 % of 1 its passband reaches ~21 kHz, above what Opus codes.
-  static constexpr int kResamplerQuality = 3;
   static constexpr double kTargetTau = 4.0;  // s, smoothing of the drift loop's set point
   static constexpr int64_t kBoostDecayUs = 2'000'000;
 

@@ -2,6 +2,10 @@
 //  - NetCodec/*: Opus encode + decode of one stereo 48 kHz frame; the
 //    core_pct counter is CPU time per frame / frame duration * 100, i.e. the
 //    share of one core a stereo stream costs for coding (goal: < 2 %).
+//  - NetCodecPlayout: the same coding plus the receiver's drift resampler
+//    (DriftResampler, steered as the playout does), each part timed on its
+//    own in the same loop: coding_pct, resample_pct and their ratio
+//    (playout_ratio = (coding + resampling) / coding).
 //  - NetLoopbackLatency/*: a client and a server endpoint in REAL time on
 //    loopback through the impairment shim (clean, and 5 % loss + 20 ms
 //    jitter); counters are the mean and max added latency (send -> playout
@@ -18,6 +22,7 @@
 #include <vector>
 
 #include "../tests/net/net_shim.hpp"
+#include "net_drift.hpp"
 #include "net_endpoint.hpp"
 
 using namespace qaudio::net;
@@ -80,6 +85,65 @@ BENCHMARK(NetCodec)
     ->Args({4, 96000, 10})
     ->Args({4, 64000, 5})
     ->Unit(benchmark::kMicrosecond);
+
+double thread_cpu_s() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
+
+void NetCodecPlayout(benchmark::State& st) {
+  CodecParams p;
+  p.channels = 2;
+  auto enc = AudioEncoder::create(p);
+  auto dec = AudioDecoder::create(2);
+  auto rs = DriftResampler::create(2, NetSession::kResamplerQuality);
+  if (!enc || !dec || !rs) {
+    st.SkipWithError("codec or resampler create failed");
+    return;
+  }
+  const uint32_t n = frame_samples(p.frame_quarter_ms);
+  std::vector<std::vector<int16_t>> frames;
+  for (uint32_t i = 0; i < 48000 / n; ++i) {
+    frames.push_back(tone_frame(n, uint64_t{i} * n));
+  }
+  std::vector<std::byte> coded(kMaxAudioData);
+  std::vector<int16_t> decoded(n * 2), out(n * 2);
+  uint32_t pos = n;  // decoded frame consumed so far (as NetSession's fifo_)
+  size_t i = 0;
+  double coding_s = 0, resample_s = 0;
+  uint64_t out_frames = 0;
+  for (auto _ : st) {
+    // The steering as it moves in the playout: slowly, around +300 ppm.
+    (*rs)->set_ppm(300 + 200 * std::sin(static_cast<double>(i) * 0.01));
+    uint32_t produced = 0;
+    while (produced < n) {
+      if (pos == n) {
+        double t0 = thread_cpu_s();
+        size_t len = (*enc)->encode(frames[i++ % frames.size()], coded);
+        (*dec)->decode(Codec::Opus, std::span(coded.data(), len), decoded, n, false);
+        coding_s += thread_cpu_s() - t0;
+        pos = 0;
+      }
+      double t0 = thread_cpu_s();
+      uint32_t in = n - pos, got = n - produced;
+      (*rs)->process(decoded.data() + size_t{pos} * 2, &in, out.data() + size_t{produced} * 2,
+                     &got);
+      resample_s += thread_cpu_s() - t0;
+      pos += in;
+      produced += got;
+    }
+    out_frames += n;
+    benchmark::DoNotOptimize(out.data());
+  }
+  double audio_s = static_cast<double>(out_frames) / 48000.0;
+  st.counters["coding_pct"] = 100.0 * coding_s / audio_s;
+  st.counters["resample_pct"] = 100.0 * resample_s / audio_s;
+  st.counters["playout_ratio"] = coding_s > 0 ? (coding_s + resample_s) / coding_s : 0;
+  st.SetLabel("10 ms, 96 kbit/s, complexity 5, + drift resampler (speexdsp quality " +
+              std::to_string(NetSession::kResamplerQuality) + ")");
+}
+BENCHMARK(NetCodecPlayout)->Unit(benchmark::kMicrosecond);
 
 void NetLoopbackLatency(benchmark::State& st) {
   const bool impaired = st.range(0) != 0;

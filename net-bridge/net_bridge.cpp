@@ -92,10 +92,11 @@ void print_counters(net::NetEndpoint& ep) {
         "net %s: connected=%d tx_packets=%" PRIu64 " tx_bytes=%" PRIu64 " rx_packets=%" PRIu64
         " rx_bytes=%" PRIu64 " played=%" PRIu64 " red=%" PRIu64 " fec=%" PRIu64 " plc=%" PRIu64
         " underruns=%" PRIu64 " late=%" PRIu64 " dropped=%" PRIu64
-        " loss_pct=%.2f jitter_ms=%.1f rtt_ms=%.1f latency_ms=%.1f refused=%" PRIu64 "\n",
+        " loss_pct=%.2f jitter_ms=%.1f rtt_ms=%.1f latency_ms=%.1f drift_ppm=%d refused=%" PRIu64
+        "\n",
         s->name().c_str(), s->connected(net::mono_us()) ? 1 : 0, c.tx_packets, c.tx_bytes,
         c.rx_packets, c.rx_bytes, c.played, c.red, c.fec, c.plc, c.underruns, c.late, c.dropped,
-        c.loss_pct, c.jitter_us / 1000.0, c.rtt_us / 1000.0, c.latency_us / 1000.0,
+        c.loss_pct, c.jitter_us / 1000.0, c.rtt_us / 1000.0, c.latency_us / 1000.0, c.drift_ppm,
         ep.rejected_unknown_key() + ep.rejected_auth() + ep.rejected_malformed());
   }
   std::fflush(stdout);
@@ -133,14 +134,14 @@ class NetReporter {
           "\"network\":{\"peer\":\"%s\",\"connected\":%s,\"tx_bytes\":%" PRIu64
           ",\"rx_bytes\":%" PRIu64 ",\"tx_packets\":%" PRIu64 ",\"rx_packets\":%" PRIu64
           ",\"tx_kbps\":%.1f,\"rx_kbps\":%.1f,\"loss_pct\":%.2f,\"jitter_ms\":%.1f,"
-          "\"rtt_ms\":%.1f,\"latency_ms\":%.1f,\"buffer_ms\":%.1f,\"red\":%" PRIu64
-          ",\"fec\":%" PRIu64 ",\"plc\":%" PRIu64 ",\"underruns\":%" PRIu64 ",\"late\":%" PRIu64
-          ",\"dropped\":%" PRIu64 "}}}\n",
+          "\"rtt_ms\":%.1f,\"latency_ms\":%.1f,\"buffer_ms\":%.1f,\"drift_ppm\":%d,"
+          "\"red\":%" PRIu64 ",\"fec\":%" PRIu64 ",\"plc\":%" PRIu64 ",\"underruns\":%" PRIu64
+          ",\"late\":%" PRIu64 ",\"dropped\":%" PRIu64 "}}}\n",
           ++id_, s->name().c_str(), connected ? s->peer_address().c_str() : "",
           connected ? "true" : "false", c.tx_bytes, c.rx_bytes, c.tx_packets, c.rx_packets, tx_kbps,
           rx_kbps, std::clamp(c.loss_pct, 0.0, 100.0), c.jitter_us / 1000.0,
           c.rtt_us < 0 ? -1.0 : c.rtt_us / 1000.0, c.latency_us / 1000.0, c.buffer_us / 1000.0,
-          c.red, c.fec, c.plc, c.underruns, c.late, c.dropped);
+          c.drift_ppm, c.red, c.fec, c.plc, c.underruns, c.late, c.dropped);
       if (n <= 0 || static_cast<size_t>(n) >= sizeof buf) {
         continue;
       }

@@ -3,6 +3,7 @@
 // The reply must be one line of valid JSON carrying "result" or "error".
 //
 //   control_request_fuzzer audiovm-daemon/fuzz/control_corpus
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -45,7 +46,7 @@ class FuzzTarget : public ControlTarget {
   Status set_network(const std::string& q, const NetworkStatus& n) override {
     // The dispatcher must have enforced the documented bounds.
     if (n.loss_pct < 0 || n.loss_pct > 100 || n.rtt_ms < -1 || n.jitter_ms < 0 || n.tx_kbps < 0 ||
-        n.peer.size() > 64 || n.tx_bytes > (uint64_t{1} << 53)) {
+        std::fabs(n.drift_ppm) > 10000 || n.peer.size() > 64 || n.tx_bytes > (uint64_t{1} << 53)) {
       std::abort();
     }
     return check(q);

@@ -268,6 +268,7 @@ json to_json(const NetworkStatus& n) {
               {"rtt_ms", r1(n.rtt_ms)},
               {"latency_ms", r1(n.latency_ms)},
               {"buffer_ms", r1(n.buffer_ms)},
+              {"drift_ppm", std::round(n.drift_ppm)},
               {"red", n.red},
               {"fec", n.fec},
               {"plc", n.plc},
@@ -307,7 +308,8 @@ Outcome<NetworkStatus> parse_network(const json& j) {
                                {"jitter_ms", &NetworkStatus::jitter_ms, 0, 60000},
                                {"rtt_ms", &NetworkStatus::rtt_ms, -1, 60000},
                                {"latency_ms", &NetworkStatus::latency_ms, 0, 60000},
-                               {"buffer_ms", &NetworkStatus::buffer_ms, 0, 60000}};
+                               {"buffer_ms", &NetworkStatus::buffer_ms, 0, 60000},
+                               {"drift_ppm", &NetworkStatus::drift_ppm, -10000, 10000}};
   std::set<std::string_view> known{"peer", "connected"};
   for (const auto& c : counts) {
     known.insert(c.key);

@@ -94,6 +94,7 @@ struct NetworkStatus {
   double rtt_ms = -1;  // -1: not measured yet
   double latency_ms = 0;
   double buffer_ms = 0;
+  double drift_ppm = 0;  // clock-drift correction of the playout (> 0: the peer's clock runs fast)
   uint64_t red = 0, fec = 0, plc = 0, underruns = 0, late = 0, dropped = 0;
   uint64_t age_ms = 0;  // since the report arrived (filled in by the daemon)
 };

@@ -114,7 +114,14 @@ SessionCounters NetSession::counters() const {
   uint64_t expected = c.played + c.fec + c.plc - c.underruns;
   uint64_t lost = c.red + c.fec + c.plc - c.underruns;
   c.loss_pct = expected ? 100.0 * static_cast<double>(lost) / static_cast<double>(expected) : 0;
-  c.latency_us = frame_us() + codec_delay_us_ + (c.rtt_us > 0 ? c.rtt_us / 2 : 0) + c.buffer_us;
+  // What waits in the resampler (its input not yet consumed, and its filter
+  // delay) is latency too.
+  const double hold_frames =
+      fifo_hold_ + (rs_ ? static_cast<double>(rs_->latency()) / rx_frame_samples() : 0);
+  c.latency_us = frame_us() + codec_delay_us_ + (c.rtt_us > 0 ? c.rtt_us / 2 : 0) + c.buffer_us +
+                 static_cast<int64_t>(hold_frames * static_cast<double>(frame_us()));
+  c.depth_us = static_cast<int64_t>(drift_.smoothed() * 1e6 / 48000.0);
+  c.drift_ppm = static_cast<int32_t>(std::lround(drift_avg_ppm_));
   return c;
 }
 
@@ -125,8 +132,12 @@ void NetSession::reset_rx() {
   rx_active_ = false;
   rx_started_ = false;
   have_transit_ = false;
-  window_min_depth_ = 1 << 30;
+  window_min_held_ = 1e18;
   window_pulls_ = 0;
+  fifo_pos_ = fifo_len_ = 0;
+  rx_playing_ = false;
+  drift_.restart();
+  jitter_frames_avg_ = -1;
   dry_run_ = 0;  // a stream that ended is not a stall
 }
 
@@ -182,15 +193,23 @@ void NetSession::on_audio(const AudioPayload& a, int64_t now_us) {
     if (a.channels != dec_->channels()) {
       std::swap(dec_, dec_other_);
     }
+    if (a.channels != rs_->channels()) {
+      std::swap(rs_, rs_other_);
+    }
+    rs_->reset();  // a new stream starts from silence, not the last one's tail
+    newest_arrival_us_ = now_us;
     rx_channels_ = a.channels;
     rx_quarter_ms_ = a.frame_quarter_ms;
     rx_active_ = true;
     rx_started_ = false;
     next_seq_ = newest_seq_ = first_seq_ = a.seq;
     codec_delay_us_ = a.codec == Codec::Pcm16 ? 0 : 6500;  // Opus AUDIO lookahead: 312 samples
-    // Until measured, assume half a frame of jitter (a 3-frame start for
-    // 10 ms frames); the trimming below takes back what is not needed.
-    jitter_us_ = std::max(jitter_us_, static_cast<double>(frame_us()) / 2);
+    // Until measured, assume a third of a frame of jitter: a 2-frame start,
+    // what a clean link settles to, so the drift loop has no start-up
+    // surplus to play out (at 1000 ppm a frame takes 10 s, and far longer
+    // when the skew runs the same way). A jittery link's estimate grows
+    // within a few packets and the loop deepens the buffer to match.
+    jitter_us_ = std::max(jitter_us_, static_cast<double>(frame_us()) / 3);
   }
   ++c_.rx_frames;
   if (seq_diff(a.seq, next_seq_) < 0) {
@@ -219,6 +238,7 @@ void NetSession::on_audio(const AudioPayload& a, int64_t now_us) {
   std::copy(a.data.begin(), a.data.end(), s.data.begin());
   if (seq_diff(a.seq, newest_seq_) > 0) {
     newest_seq_ = a.seq;
+    newest_arrival_us_ = now_us;
   }
   // The redundant copy of frame seq-1 fills its slot if that packet was lost
   // (or is late) and the frame has not been played yet.
@@ -246,30 +266,7 @@ void NetSession::play_slot(Slot& s, std::span<int16_t> out, int64_t now_us) {
   s.full = false;
 }
 
-bool NetSession::pull(std::span<int16_t> out, int64_t now_us) {
-  const size_t n = size_t{rx_frame_samples()} * rx_channels_;
-  if (out.size() < n) {
-    std::fill(out.begin(), out.end(), int16_t{0});
-    return false;
-  }
-  auto silence = [&] {
-    std::fill(out.begin(), out.end(), int16_t{0});
-    return false;
-  };
-  if (!rx_active_) {
-    return silence();
-  }
-  if (last_rx_us_ >= 0 && now_us - last_rx_us_ > std::max<int64_t>(300'000, 8 * frame_us())) {
-    reset_rx();  // the peer went quiet: stop concealing, play silence until it returns
-    ++c_.resets;
-    return silence();
-  }
-  if (!rx_started_) {
-    if (depth() < target_frames()) {
-      return silence();  // prefill
-    }
-    rx_started_ = true;
-  }
+void NetSession::next_frame(std::span<int16_t> out, int64_t now_us) {
   Slot& cur = slots_[next_seq_ % kSlots];
   if (cur.full && cur.seq == next_seq_) {
     if (cur.redundant) {
@@ -304,14 +301,55 @@ bool NetSession::pull(std::span<int16_t> out, int64_t now_us) {
     ++c_.underruns;
     note_pull(true);
   }
-  // Latency trimming / drift compensation: when the buffer never fell below
-  // target + 1 frames for a whole second, one frame is surplus: skip it (its
-  // packet is still decoded so the decoder state stays continuous).
-  int32_t d = depth();
-  window_min_depth_ = std::min(window_min_depth_, d);
+}
+
+double NetSession::held_samples(int64_t now_us) const {
+  const double n = rx_frame_samples();
+  // Frames arrive one at a time while the resampler drains continuously: the
+  // time since the newest arrival counts as held, so the measure stays level
+  // between arrivals instead of stepping by a frame (a sawtooth as slow as
+  // the drift beat, which no smoothing removes). Clamped: a stall is not drift.
+  const double since = std::clamp(
+      static_cast<double>(now_us - newest_arrival_us_) / static_cast<double>(frame_us()), 0.0, 2.0);
+  return (static_cast<double>(std::max(depth(), 0)) + since) * n + (fifo_len_ - fifo_pos_);
+}
+
+void NetSession::steer(int64_t now_us) {
+  const double n = rx_frame_samples();
+  const double held = held_samples(now_us);
+  // The set point: the target depth, with its jitter part smoothed over
+  // seconds and not rounded up to whole frames (the jitter estimate wanders,
+  // and the set point must not step by a frame each time it does); a stall
+  // allowance (boost) applies at once. Why the whole target and not half a
+  // frame less, as the frame-granular playout held on average: what waits
+  // in fifo_ (half a frame on average) does not guard against a late
+  // packet, since each pull needs the next frame whatever fifo_ holds. On a
+  // clean link: 2 frames, a late-packet margin of 10 to 20 ms as before.
+  const double fu = static_cast<double>(frame_us());
+  const double dt = fu / 1e6;
+  const double jitter_frames = 3.0 * jitter_us_ / fu;
+  jitter_frames_avg_ = jitter_frames_avg_ < 0
+                           ? jitter_frames
+                           : jitter_frames_avg_ + (jitter_frames - jitter_frames_avg_) *
+                                                      std::min(1.0, dt / kTargetTau);
+  const double want =
+      std::clamp(jitter_frames_avg_ + 1.5 + boost_frames_, 2.0, double{kSlots / 2}) * n;
+  rs_->set_ppm(drift_.update(held, want, dt, 1.0 + jitter_frames));
+  // The correction shown: what the resampler applied, averaged over ~2 s
+  // (it moves on a grid of 16.7 ppm steps, dithering around the loop's ask).
+  drift_avg_ppm_ += (rs_->ppm() - drift_avg_ppm_) * std::min(1.0, dt / 2.0);
+  fifo_hold_ += ((fifo_len_ - fifo_pos_) / n - fifo_hold_) / 16.0;
+  // Stall recovery: a backlog of two frames or more above the set point for
+  // a whole second (the buffer deepened by a stall, its allowance since
+  // given back; a burst) would take the resampler seconds: one frame is
+  // skipped (decoded, so the decoder stays continuous) and counted
+  // `dropped`. Smaller ones are played out by the loop (up to 1000 ppm
+  // fast); drift never gets here (the loop holds it within ~40 samples of
+  // the set point), unless beyond the resampler's range.
+  window_min_held_ = std::min(window_min_held_, held);
   const uint32_t per_second = static_cast<uint32_t>(1'000'000 / frame_us());
   if (++window_pulls_ >= per_second) {
-    if (window_min_depth_ > target_frames()) {
+    if (window_min_held_ >= want + 2 * n) {
       Slot& sk = slots_[next_seq_ % kSlots];
       if (sk.full && sk.seq == next_seq_) {
         dec_->decode(sk.codec, std::span(sk.data.data(), sk.len), std::span(scratch_),
@@ -319,11 +357,70 @@ bool NetSession::pull(std::span<int16_t> out, int64_t now_us) {
         sk.full = false;
         ++next_seq_;
         ++c_.dropped;
+        drift_.shift(-n);
       }
     }
-    window_min_depth_ = 1 << 30;
+    window_min_held_ = 1e18;
     window_pulls_ = 0;
   }
+}
+
+bool NetSession::pull(std::span<int16_t> out, int64_t now_us) {
+  const uint32_t frames = rx_frame_samples();
+  const uint32_t ch = rx_channels_;
+  const size_t n = size_t{frames} * ch;
+  if (out.size() < n) {
+    std::fill(out.begin(), out.end(), int16_t{0});
+    return false;
+  }
+  auto silence = [&] {
+    std::fill(out.begin(), out.end(), int16_t{0});
+    return false;
+  };
+  if (!rx_active_) {
+    return silence();
+  }
+  if (last_rx_us_ >= 0 && now_us - last_rx_us_ > std::max<int64_t>(300'000, 8 * frame_us())) {
+    reset_rx();  // the peer went quiet: stop concealing, play silence until it returns
+    ++c_.resets;
+    return silence();
+  }
+  if (!rx_started_) {
+    if (depth() < target_frames()) {
+      return silence();  // prefill
+    }
+    rx_started_ = true;
+  }
+  // Exactly one frame out; the resampler takes what it needs from fifo_,
+  // which is refilled with the next frame from the jitter buffer when empty
+  // (one or two refills per pull: the ratio is within 0.1 % of 1).
+  uint32_t produced = 0;
+  if (!rx_playing_) {
+    // The stream's first pull: half a frame of silence first, so fifo_ starts
+    // half full. What it holds after a pull moves by the drift (0.14 samples
+    // per pull at 300 ppm) and jumps by a frame when it runs out or over;
+    // starting in the middle keeps that away from the stream's first seconds,
+    // while the jitter estimate is still settling.
+    rx_playing_ = true;
+    produced = frames / 2;
+    std::fill(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(size_t{produced} * ch),
+              int16_t{0});
+  }
+  for (int guard = 0; produced < frames && guard < 4; ++guard) {
+    if (fifo_pos_ == fifo_len_) {
+      next_frame(std::span(fifo_.data(), n), now_us);
+      fifo_pos_ = 0;
+      fifo_len_ = frames;
+    }
+    uint32_t in = fifo_len_ - fifo_pos_, got = frames - produced;
+    rs_->process(fifo_.data() + size_t{fifo_pos_} * ch, &in, out.data() + size_t{produced} * ch,
+                 &got);
+    fifo_pos_ += in;
+    produced += got;
+  }
+  std::fill(out.begin() + static_cast<std::ptrdiff_t>(size_t{produced} * ch), out.end(),
+            int16_t{0});
+  steer(now_us);
   return true;
 }
 
@@ -373,6 +470,14 @@ Result<std::unique_ptr<NetEndpoint>> NetEndpoint::create(const Options& o) {
     s->dec_other_ = std::move(*d1);
     s->slots_.resize(NetSession::kSlots);
     s->scratch_.resize(size_t{frame_samples(8)} * 2);
+    s->fifo_.resize(size_t{frame_samples(8)} * 2);
+    auto r2 = DriftResampler::create(2, NetSession::kResamplerQuality);
+    auto r1 = DriftResampler::create(1, NetSession::kResamplerQuality);
+    if (!r2 || !r1) {
+      return fail(!r2 ? r2.error() : r1.error());
+    }
+    s->rs_ = std::move(*r2);
+    s->rs_other_ = std::move(*r1);
     if (!o.server) {
       auto a = resolve_address(o.peer);
       if (!a) {

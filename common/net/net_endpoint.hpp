@@ -1,8 +1,8 @@
 // Network channel endpoints (docs/protocol.md, "Network channel"): one UDP
 // socket carrying authenticated, encrypted datagrams (net_wire + net_crypto)
 // between an agent-side client and a daemon-side server, with per-peer
-// sessions, an adaptive jitter buffer, Opus PLC/FEC, frame-granular drift
-// compensation and per-session counters. Single-threaded: call every method
+// sessions, an adaptive jitter buffer, Opus PLC/FEC, sample-granular drift
+// compensation (net_drift.hpp) and per-session counters. Single-threaded: call every method
 // of an endpoint (and of its sessions) from one thread, e.g. an EventLoop
 // that polls fd(), calls handle_events() when readable and tick() from a
 // timer, and pulls one frame per frame period.
@@ -28,6 +28,7 @@
 
 #include "net_codec.hpp"
 #include "net_crypto.hpp"
+#include "net_drift.hpp"
 #include "net_wire.hpp"
 #include "qaudio/result.hpp"
 
@@ -45,7 +46,7 @@ struct SessionCounters {
   uint64_t plc = 0;  // missing frames concealed (lost or not yet arrived)
   uint64_t underruns = 0;  // of those: nothing newer had arrived (buffer ran dry)
   uint64_t late = 0;       // packets that arrived after their playout time
-  uint64_t dropped = 0;    // frames skipped to trim excess latency (clock drift)
+  uint64_t dropped = 0;    // frames skipped to trim a backlog of 2+ frames (after a stall)
   uint64_t replays = 0;    // authenticated datagrams refused as repeated or stale
   uint64_t address_changes = 0;
   uint64_t resets = 0;     // receive stream restarts (new peer session, long gap)
@@ -56,7 +57,9 @@ struct SessionCounters {
   int64_t buffer_us = 0;   // mean time a played frame waited in the jitter buffer
   int64_t target_us = 0;   // jitter-buffer depth the adapter aims for
   int64_t boost_us = 0;    // of which: the stall allowance learnt from underruns
-  int64_t latency_us = 0;  // reported end-to-end: frame + coder delay + rtt/2 + buffer
+  int64_t depth_us = 0;    // smoothed depth held (jitter buffer + resampler input), sub-frame
+  int32_t drift_ppm = 0;   // clock-drift correction now: > 0 the peer's clock runs fast
+  int64_t latency_us = 0;  // reported end-to-end: frame + coder delay + rtt/2 + buffer + resampler
 };
 
 class NetEndpoint;
@@ -64,17 +67,23 @@ class NetEndpoint;
 // One peer (a key): the daemon has one per configured qube, the agent one.
 class NetSession {
  public:
+  // speexdsp quality of the drift resampler: 48 taps; at a ratio within
+  // 0.1 % of 1 its passband reaches ~21 kHz, above what Opus codes.
+  static constexpr int kResamplerQuality = 3;
   const std::string& name() const { return name_; }
   // Authenticated traffic within the peer timeout.
   bool connected(int64_t now_us) const;
   // Writes one received frame (rx_channels() * rx_frame_samples() interleaved
   // S16) into out. Returns false, writing silence, while no stream plays
-  // (nothing received yet, prefilling, or the peer went quiet).
+  // (nothing received yet, prefilling, or the peer went quiet). The audio is
+  // resampled by the drift correction (counters().drift_ppm): no allocation,
+  // bounded work.
   bool pull(std::span<int16_t> out, int64_t now_us);
   uint8_t rx_channels() const { return rx_channels_; }
   uint32_t rx_frame_samples() const { return frame_samples(rx_quarter_ms_); }
   SessionCounters counters() const;
-  // Sequence number of the frame the last pull() played (for latency checks).
+  // Sequence number of the newest frame the last pull() took from the jitter
+  // buffer into the resampler (for latency checks).
   uint32_t last_played_seq() const { return last_played_seq_; }
   uint64_t last_played_send_us() const { return last_played_send_us_; }
   std::string peer_address() const;
@@ -102,6 +111,14 @@ class NetSession {
   void on_audio(const AudioPayload& a, int64_t now_us);
   int32_t depth() const;  // frames received at or after next_seq_ (newest - next + 1)
   void play_slot(Slot& s, std::span<int16_t> out, int64_t now_us);
+  // Takes the next frame from the jitter buffer (played, red, FEC or PLC)
+  // into out: what pull() did before drift compensation.
+  void next_frame(std::span<int16_t> out, int64_t now_us);
+  // Samples held now, sub-frame: jitter-buffer frames + resampler input not
+  // yet consumed + the time since the newest frame arrived (which keeps the
+  // measure from jumping by a frame at each arrival).
+  double held_samples(int64_t now_us) const;
+  void steer(int64_t now_us);
   int64_t frame_us() const { return int64_t{rx_quarter_ms_} * 2500; }
   int32_t target_frames() const;
   void note_pull(bool ran_dry);
@@ -110,6 +127,7 @@ class NetSession {
   // sender) raises the target by its length once audio resumes; one frame
   // of that allowance is given back per kBoostDecayUs without a dry pull.
   static constexpr int32_t kMaxBoostFrames = 20;
+  static constexpr double kTargetTau = 4.0;  // s, smoothing of the drift loop's set point
   static constexpr int64_t kBoostDecayUs = 2'000'000;
 
   std::string name_;
@@ -148,9 +166,21 @@ class NetSession {
   uint32_t first_seq_ = 0;
   bool have_transit_ = false;
   int64_t prev_transit_ = 0;
+  int64_t newest_arrival_us_ = 0;
   double jitter_us_ = 0;
-  int32_t window_min_depth_ = 1 << 30;
+  double window_min_held_ = 1e18;  // samples, over the current second
   uint32_t window_pulls_ = 0;
+  // Drift compensation: decoded frames wait in fifo_ until the resampler
+  // takes them (one frame at most; it is refilled only once empty).
+  std::unique_ptr<DriftResampler> rs_;
+  std::unique_ptr<DriftResampler> rs_other_;  // preallocated for the other channel count
+  DriftLoop drift_;
+  std::vector<int16_t> fifo_;
+  uint32_t fifo_pos_ = 0, fifo_len_ = 0;  // frames
+  bool rx_playing_ = false;               // the stream's first pull is done
+  double fifo_hold_ = 0;                  // smoothed fifo content after a pull, frames
+  double jitter_frames_avg_ = -1;         // 3 * jitter / frame, smoothed over kTargetTau
+  double drift_avg_ppm_ = 0;              // the applied correction, smoothed (counters)
   double buffer_wait_us_ = 0;
   uint32_t last_played_seq_ = 0;
   uint64_t last_played_send_us_ = 0;

@@ -258,7 +258,7 @@ const char* kGoodNetwork =
     R"("network": {"peer": "192.0.2.7:40000", "connected": true, "tx_bytes": 1000,
     "rx_bytes": 250000, "tx_packets": 10, "rx_packets": 2000, "tx_kbps": 1.5, "rx_kbps": 98.2,
     "loss_pct": 4.9, "jitter_ms": 6.2, "rtt_ms": 0.4, "latency_ms": 41.5, "buffer_ms": 22.0,
-    "red": 40, "fec": 3, "plc": 95, "underruns": 1, "late": 2, "dropped": 0})";
+    "drift_ppm": -120, "red": 40, "fec": 3, "plc": 95, "underruns": 1, "late": 2, "dropped": 0})";
 
 TEST_F(ControlApiTest, net_report_is_stored_and_listed_as_network) {
   json before = call(R"({"id":1,"method":"list"})");
@@ -280,6 +280,7 @@ TEST_F(ControlApiTest, net_report_is_stored_and_listed_as_network) {
   EXPECT_EQ(n["plc"], 95);
   EXPECT_EQ(n["fec"], 3);
   EXPECT_EQ(n["red"], 40);
+  EXPECT_EQ(n["drift_ppm"], -120);
   EXPECT_TRUE(l["result"]["qubes"][0]["network"].contains("age_ms"));
 }
 
@@ -300,6 +301,8 @@ TEST_F(ControlApiTest, net_report_bad_input_is_refused_and_changes_nothing) {
       replace(R"("loss_pct": 4.9)", R"("loss_pct": 101)"),
       replace(R"("loss_pct": 4.9)", R"("loss_pct": -0.5)"),
       replace(R"("rtt_ms": 0.4)", R"("rtt_ms": -2)"),
+      replace(R"("drift_ppm": -120)", R"("drift_ppm": 20000)"),
+      replace(R"("drift_ppm": -120, )", ""),
       replace(R"("tx_bytes": 1000)", R"("tx_bytes": -1)"),
       replace(R"("tx_bytes": 1000)", R"("tx_bytes": 1.5)"),
       replace(R"("tx_bytes": 1000)", R"("tx_bytes": 18446744073709551615)"),

@@ -1,8 +1,9 @@
 // Network channel tests (label network): agent-side client and daemon-side
 // server over real UDP on loopback through the in-process impairment shim
 // (net_harness.hpp): a tone's frequency, level and continuity under 5 % loss
-// and 20 ms jitter, bounded added latency, drift compensation, wrong keys,
-// tampering and replays refused, a vanishing peer and NAT rebinding.
+// and 20 ms jitter, bounded added latency, wrong keys, tampering and
+// replays refused, a vanishing peer and NAT rebinding. Drift compensation:
+// net_drift_test.cpp.
 //
 //   ctest -L network      or      build/tests/net/net_channel_test
 #include <gtest/gtest.h>
@@ -42,7 +43,19 @@ ToneCheck check_tone(const std::vector<int16_t>& out,
     v /= 32768.0f;
   }
   t.freq = frequency(f, 2, 0, 48000);
-  t.amp = tone_amplitude(f, 2, 0, 48000, 1000);
+  // The level at the frequency measured, averaged over 100 ms blocks: the
+  // drift correction plays the tone up to 0.1 % (1 Hz) fast or slow, and
+  // not steadily (it follows the jitter-buffer depth), which a Goertzel
+  // over seconds (0.1 Hz bins) would smear; 10 Hz bins do not mind.
+  const size_t blk = 4800;
+  double sum = 0;
+  size_t blocks = 0;
+  for (size_t i = 0; (i + blk) * 2 <= f.size(); i += blk) {
+    sum += tone_amplitude(std::span<const float>(f).subspan(2 * i, 2 * blk), 2, 0, 48000,
+                          t.freq > 0 ? t.freq : 1000);
+    ++blocks;
+  }
+  t.amp = blocks ? sum / static_cast<double>(blocks) : 0;
   const size_t block = 120;  // 2.5 ms
   size_t run = 0;
   for (size_t i = 0; i + block <= f.size() / 2; i += block) {
@@ -239,29 +252,6 @@ TEST(NetChannel, InBandFecRebuildsLostSpeechBandFrames) {
   auto t = check_tone(rig.output, onset_s(rig.output) + 1.0, 6.0, rig.amp, 0.125);
   EXPECT_NEAR(t.freq, 1000, 3);
   EXPECT_LE(t.longest_gap_samples, 480u);
-}
-
-TEST(NetChannel, ClockDriftIsCompensated) {
-  Key k = generate_key();
-  NetRig rig(k, k);
-  rig.send_period_us = 9'950;  // the agent's clock runs 0.5 % fast
-  rig.run_until(12'000'000);
-  auto c = rig.server_counters();
-  EXPECT_GE(c.dropped, 3u) << "surplus frames must be trimmed";
-  EXPECT_LT(max_latency_us(rig, 8'000'000), 40'000) << "latency must not grow with drift";
-  double on = onset_s(rig.output);
-  auto t = check_tone(rig.output, on + 0.5, 12.0, rig.amp);
-  EXPECT_NEAR(t.freq, 1000, 3);
-  EXPECT_LE(t.longest_gap_samples, 480u);
-
-  NetRig slow(k, k);
-  slow.send_period_us = 10'050;  // 0.5 % slow: the buffer refills by concealing
-  slow.run_until(14'000'000);
-  auto s = slow.server_counters();
-  EXPECT_GE(s.underruns, 3u);
-  auto ts = check_tone(slow.output, onset_s(slow.output) + 0.5, 14.0, slow.amp);
-  EXPECT_NEAR(ts.freq, 1000, 3);
-  EXPECT_LE(ts.longest_gap_samples, 480u);
 }
 
 TEST(NetChannel, WrongKeyIsRefusedAndLogged) {
@@ -499,9 +489,13 @@ TEST(NetChannel, PcmPassthroughOnALan) {
     }
   }
   ASSERT_GT(got.size(), 4800u);
-  // Bit-exact: every played frame is a frame that was sent.
+  // Every played frame is a frame that was sent (resampled by the drift
+  // correction: no longer bit-exact).
   EXPECT_EQ(srv->counters().plc, 0u);
-  std::vector<float> fl(got.begin(), got.end());
+  // From the second frame on: the resampler's band-limited onset rings a
+  // little (below -48 dBFS) in the half millisecond before an abrupt start,
+  // which a zero-crossing count would take for a tone.
+  std::vector<float> fl(got.begin() + 480, got.end());
   for (auto& v : fl) {
     v /= 32768.0f;
   }

@@ -10,6 +10,8 @@
 //   rig.shim.loss = 0.05; rig.shim.jitter_us = 20000;
 //   rig.run_until(4'000'000);             // sends a 1 kHz tone, pulls the output
 //   rig.output  (server-side S16 stereo), rig.latencies_us, counters()
+//   rig.send_period_us = 9997;            // the sender's clock 300 ppm fast
+//   rig.on_pull = [&](NetSession& s) {...}; // after every pull (sample counters)
 #pragma once
 
 #include <fcntl.h>
@@ -21,6 +23,7 @@
 #include <cmath>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -40,8 +43,11 @@ struct NetRig {
   std::unique_ptr<Shim> shim;
   Key server_key{}, client_key{};
   int64_t now_us = 0;
-  int64_t send_period_us = 10'000;  // the client's frame clock (drift: != 10 ms)
-  int64_t next_send_us = 0, next_pull_us = 5'000, next_tick_us = 0;
+  uint32_t frame = 480;             // samples per frame the rig sends and pulls
+  int64_t pull_period_us = 10'000;  // the server's frame clock (one frame per pull)
+  double send_period_us = 10'000;   // the client's frame clock (drift: != pull period)
+  double next_send_us = 0;
+  int64_t next_pull_us = 5'000, next_tick_us = 0;
   bool sending = true;
   bool pulling = true;  // the rig plays the server side out every 10 ms
   double tone_hz = 1000, amp = 0.5;
@@ -51,7 +57,8 @@ struct NetRig {
   std::vector<std::pair<int64_t, int64_t>> latencies_us;  // (pull time, send->play)
   uint32_t client_seq = 0;
   uint64_t expected_from_endpoints = 0;
-  int64_t stall_until_us = 0;  // the path holds every datagram until then (a stall)
+  int64_t stall_until_us = 0;                // the path holds every datagram until then (a stall)
+  std::function<void(NetSession&)> on_pull;  // called after every pull, if set
 
   NetRig(const Key& skey, const Key& ckey, CodecParams tx = {})
       : server_key(skey), client_key(ckey) {
@@ -136,7 +143,7 @@ struct NetRig {
 
   void send_frame() {
     auto* s = client->sessions()[0];
-    const uint32_t n = 480;
+    const uint32_t n = frame;
     std::vector<int16_t> f(n * 2);
     for (uint32_t i = 0; i < n; ++i) {
       double v = amp * std::sin(2 * M_PI * tone_hz * static_cast<double>(tone_pos + i) / 48000);
@@ -172,7 +179,7 @@ struct NetRig {
       release();
       if (pulling && now_us >= next_pull_us) {
         auto* s = server->session("work");
-        std::vector<int16_t> out(480 * 2);
+        std::vector<int16_t> out(size_t{frame} * 2);
         bool playing = s->pull(out, now_us);
         output.insert(output.end(), out.begin(), out.end());
         if (playing) {
@@ -181,7 +188,10 @@ struct NetRig {
             latencies_us.emplace_back(now_us, now_us - it->second);
           }
         }
-        next_pull_us += 10'000;
+        if (on_pull) {
+          on_pull(*s);
+        }
+        next_pull_us += pull_period_us;
       }
     }
   }

@@ -263,8 +263,7 @@ class QubeSide {
     daemon_latency_us_ = 0;
     pending_len_ = pending_written_ = 0;
     corked_ = false;
-    pace_ppm_ = pace_integral_ = 0;
-    last_steer_us_ = 0;
+    pace_ppm_ = 0;
     capture_ok_ = mic_on_ = false;
     mic_fill_ = 0;
     return true;
@@ -397,7 +396,7 @@ class QubeSide {
     }
     corked_ = corked;
     pending_len_ = pending_written_ = 0;
-    pace_integral_ = 0;
+    pace_ppm_ = 0;
     send(corked ? proto::Message{proto::Cork{}} : proto::Message{proto::Uncork{}});
     if (!corked && play_) {
       // A lead of silence ahead of the first frame: the daemon's prebuffer
@@ -413,20 +412,18 @@ class QubeSide {
   }
 
   // The daemon's buffer for this qube, from its Latency reports (at most 10
-  // per second). Set point: its native prebuffer, the lead and the slices; the
-  // loop is slow (a drift of 100 ppm settles in about half a minute) and
-  // bounded to +-2000 ppm.
-  void steer(double daemon_buffer_ms, int64_t now_us) {
-    constexpr double kSetpointMs = 20.0, kKp = 20.0, kKi = 2.0, kLimit = 2000.0;
-    if (corked_ || last_steer_us_ == 0) {
-      last_steer_us_ = now_us;
-      return;
-    }
-    const double dt = std::min(1.0, static_cast<double>(now_us - last_steer_us_) * 1e-6);
-    last_steer_us_ = now_us;
+  // per second). It starts near its native prebuffer + the lead (~18 ms)
+  // and stays there while the device's clock is this machine's monotonic
+  // clock; a device clock that differs (a sound card's crystal, tens of
+  // ppm) moves it slowly. Outside a +-6 ms band around 18 ms, frames are
+  // handed over up to 500 ppm slower or faster (proportional, no integral:
+  // no wind-up, and the jitter buffer's own rate follower absorbs it), which
+  // holds a 50 ppm clock difference about 5 ms outside the band.
+  void steer(double daemon_buffer_ms) {
+    constexpr double kSetpointMs = 18.0, kBandMs = 6.0, kKp = 10.0, kLimit = 500.0;
     const double err = daemon_buffer_ms - kSetpointMs;
-    pace_integral_ = std::clamp(pace_integral_ + err * dt, -kLimit / kKi, kLimit / kKi);
-    pace_ppm_ = std::clamp(kKp * err + kKi * pace_integral_, -kLimit, kLimit);
+    const double outside = err > kBandMs ? err - kBandMs : err < -kBandMs ? err + kBandMs : 0.0;
+    pace_ppm_ = corked_ ? 0.0 : std::clamp(kKp * outside, -kLimit, kLimit);
   }
 
   void set_flag(uint32_t flag, bool on) {
@@ -542,7 +539,7 @@ class QubeSide {
           }
         } else if (auto* l = std::get_if<proto::Latency>(m)) {
           daemon_latency_us_ = (l->device_latency_ns + l->daemon_buffer_ns) / 1000;
-          steer(static_cast<double>(l->daemon_buffer_ns) / 1e6, net::mono_us());
+          steer(static_cast<double>(l->daemon_buffer_ns) / 1e6);
         } else if (auto* v = std::get_if<proto::VolumeState>(m)) {
           view_.volume_permille = v->volume_permille;
           set_flag(net::kStateMuted, v->muted);
@@ -605,13 +602,10 @@ class QubeSide {
   int64_t next_frame_us_ = 0;
   bool corked_ = false;
   // Pacing: the daemon plays native streams at its device's clock and does
-  // not rate-match them; this side follows its buffer instead. A PI loop on
-  // the daemon's reported buffer (Latency) sets how much faster or slower
-  // than CLOCK_MONOTONIC frames are handed over (the jitter buffer's own
-  // rate follower absorbs the difference), so a device clock that differs
-  // from this machine's monotonic clock does not pile up latency.
-  double pace_ppm_ = 0, pace_integral_ = 0;
-  int64_t last_steer_us_ = 0;
+  // not rate-match them; this side follows its buffer instead (steer()), so
+  // a device clock that differs from this machine's monotonic clock does not
+  // pile up latency.
+  double pace_ppm_ = 0;
   int64_t pending_start_us_ = 0;
   uint64_t daemon_latency_us_ = 0;
 };

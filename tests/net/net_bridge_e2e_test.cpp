@@ -184,6 +184,7 @@ class NetBridgeE2E : public ::testing::Test {
                   "--name",
                   "work",
                   "-v"};
+    qube_argv_.insert(qube_argv_.end(), qube_extra_.begin(), qube_extra_.end());
     auto q = Child::spawn(qube_argv_, {}, dir_.path() + "/qube-bridge.log");
     ASSERT_TRUE(q);
     qube_bridge_ = std::move(*q);
@@ -409,7 +410,7 @@ class NetBridgeE2E : public ::testing::Test {
   }
 
   TempDir dir_{"net-bridge-e2e"};
-  std::vector<std::string> audiovm_argv_, qube_argv_;
+  std::vector<std::string> audiovm_argv_, qube_argv_, qube_extra_;
   std::unique_ptr<PulseServer> app_, audio_;
   Child daemon_, audiovm_bridge_, qube_bridge_, agent_, player_;
   std::unique_ptr<ShimThread> shim_;
@@ -431,6 +432,16 @@ TEST_F(NetBridgeE2E, tone_crosses_the_network_with_frequency_and_level) {
       << logs();
   play_tone(1000, 12);
   expect_tone(record(6.0), 1000, 0.5, 480);
+}
+
+// 20 ms network frames (half the packet rate, for a slow link): the audio
+// domain's side plays them out at their own length.
+TEST_F(NetBridgeE2E, tone_crosses_with_20ms_frames) {
+  qube_extra_ = {"--frame-ms", "20"};
+  auto k = write_key("work", net::generate_key());
+  start_all(k, k);
+  play_tone(1000, 12);
+  expect_tone(record(6.0), 1000, 0.5, 960);
 }
 
 // A stock agent (stock Qubes' module-vchan-sink speaks the same) is served

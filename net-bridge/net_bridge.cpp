@@ -807,17 +807,23 @@ int run_qube(const Options& o) {
     if (start_us - last_sound_us < 300'000 && !(*ep)->send_audio(net_session, pcm, now)) {
       ++unsent;  // the far side is not connected yet
     }
-    // Microphone: the jitter buffer plays one frame per period, always (it
-    // runs on its own clock); the Session's capture stream converts it to
-    // the agent's format and gates it.
-    net_session.pull(std::span(mic_pcm.data(), net_session.rx_channels() * frame), now);
-    const bool mono = net_session.rx_channels() == 1;
-    const bool fits = net_session.rx_frame_samples() == frame;
+    // Microphone: the jitter buffer plays on its own clock, always, as many
+    // of its frames (the audio domain sends 10 ms) as make one period; the
+    // Session's capture stream converts them to the agent's format and
+    // gates them.
+    const size_t rxf = net_session.rx_frame_samples();
+    const size_t rxc = net_session.rx_channels();
+    size_t filled = 0;
+    std::fill(mic_pcm.begin(), mic_pcm.end(), int16_t{0});
+    while (rxf > 0 && filled + rxf <= frame) {
+      net_session.pull(std::span(mic_pcm.data() + filled * rxc, rxf * rxc), now);
+      filled += rxf;
+    }
     for (size_t i = 0; i < frame; ++i) {
-      float l = fits ? static_cast<float>(mic_pcm[mono ? i : 2 * i]) / 32768.0f : 0.0f;
-      float r = fits ? static_cast<float>(mic_pcm[mono ? i : 2 * i + 1]) / 32768.0f : 0.0f;
-      mic[2 * i] = l;
-      mic[2 * i + 1] = r;
+      const bool have = i < filled;
+      mic[2 * i] = have ? static_cast<float>(mic_pcm[rxc == 1 ? i : 2 * i]) / 32768.0f : 0.0f;
+      mic[2 * i + 1] =
+          have ? static_cast<float>(mic_pcm[rxc == 1 ? i : 2 * i + 1]) / 32768.0f : 0.0f;
     }
     be.push_mic(mic, timing);
     frames_total += frame;

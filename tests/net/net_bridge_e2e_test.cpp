@@ -259,12 +259,22 @@ class NetBridgeE2E : public ::testing::Test {
     shim_->shim().loss = loss_;
     shim_->shim().jitter_us = jitter_us_;
     shim_->start();
-    auto q =
-        Child::spawn({QAUDIO_BRIDGE_PATH, "--role", "qube", "--connect",
-                      "127.0.0.1:" + std::to_string(shim_->shim().client_facing_port()), "--key",
-                      key, "--channel", "unix:" + dir_.path() + "/vchan-qube", "--domid",
-                      std::to_string(kQubeDomid), "--audiovm-domid", std::to_string(kAudioDomid)},
-                     {}, dir_.path() + "/qube-bridge.log");
+    std::vector<std::string> qargv{
+        QAUDIO_BRIDGE_PATH,
+        "--role",
+        "qube",
+        "--connect",
+        "127.0.0.1:" + std::to_string(shim_->shim().client_facing_port()),
+        "--key",
+        key,
+        "--channel",
+        "unix:" + dir_.path() + "/vchan-qube",
+        "--domid",
+        std::to_string(kQubeDomid),
+        "--audiovm-domid",
+        std::to_string(kAudioDomid)};
+    qargv.insert(qargv.end(), qube_extra_.begin(), qube_extra_.end());
+    auto q = Child::spawn(qargv, {}, dir_.path() + "/qube-bridge.log");
     ASSERT_TRUE(q);
     qube_bridge_ = std::move(*q);
     auto a = Child::spawn({QAUDIO_FAKE_AGENT_PATH,
@@ -541,6 +551,38 @@ TEST_F(NetBridgeE2E, tone_survives_5_percent_loss_and_20ms_jitter) {
 // in flight), the audio qube's 1 kHz tone at 0.5 after attach; the agent's
 // stock mic start/stop words cross the network; the network counters reach
 // the daemon's control API and qvm-audio list.
+// With 20 ms playback frames the qube side's period is 20 ms while the mic
+// comes in 10 ms frames: two of them make each period.
+TEST_F(NetBridgeE2E, mic_crosses_with_20ms_frames) {
+  constexpr size_t kMicRate = 44100;
+  qube_extra_ = {"--frame-ms", "20"};
+  auto k = write_key("work", net::generate_key());
+  start_mic_rig(k);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return read_text(dir_.path() + "/daemon.log").find("work wants the microphone") !=
+               std::string::npos;
+      },
+      20s))
+      << logs();
+  ASSERT_EQ(cli({"mic", "attach", "work"}).status, 0);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto f = mic();
+        return f.size() > kMicRate * 2 &&
+               qaudio::test::median_level(
+                   std::vector<float>(f.end() - static_cast<ptrdiff_t>(kMicRate), f.end()), 1000.0,
+                   2, kMicRate) > 0.4;
+      },
+      20s, 50ms))
+      << logs();
+  record_more(kMicRate * 2);
+  auto f = mic();
+  std::vector<float> tail(f.end() - static_cast<ptrdiff_t>(kMicRate * 2), f.end());
+  EXPECT_NEAR(qaudio::test::frequency(tail, 2, 0, kMicRate), 1000, 5);
+  EXPECT_NEAR(qaudio::test::median_level(tail, 1000.0, 2, kMicRate), 0.5, 0.05);
+}
+
 TEST_F(NetBridgeE2E, mic_crosses_the_network_gated_by_the_daemon_and_counters_are_listed) {
   constexpr size_t kMicRate = 44100;
   // In flight when the daemon acts: its own capture path (100 ms, as in

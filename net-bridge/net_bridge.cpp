@@ -729,8 +729,13 @@ int run_qube(const Options& o) {
   }
   auto& net_session = *(*ep)->sessions()[0];
   const uint32_t frame = net::frame_samples(eo.tx.frame_quarter_ms);
-  const int64_t frame_us = static_cast<int64_t>(o.frame_ms) * 1000;
-  bridge::RelayBackend be({48000, 2}, frame);
+  // The Session's stream is pulled in steps of at most 10 ms and a longer
+  // network frame is assembled from them: its ring then only needs to cover
+  // a step, and the agent's backlog trimmer (which samples the reported
+  // buffer) sees the same small sawtooth as with a local daemon.
+  const uint32_t step = std::min<uint32_t>(frame, 480);
+  const int64_t step_us = static_cast<int64_t>(step) * 1000 / 48;
+  bridge::RelayBackend be({48000, 2}, step);
 
   EventLoop loop;
   daemon::SessionConfig sc;
@@ -739,8 +744,9 @@ int run_qube(const Options& o) {
   sc.audio_domid = o.audio_domid;
   sc.apply_gain = false;
   // The agent's chunks (a few ms) must cover one whole network frame per
-  // pull, with room for the agent's scheduling jitter.
-  sc.native_target_fill = std::chrono::milliseconds(o.frame_ms + 10);
+  // pull, with room for the agent's scheduling jitter (15 ms: a loaded
+  // machine delays an ordinary thread by 10+ ms now and then).
+  sc.native_target_fill = std::chrono::milliseconds(step_us / 1000 + 15);
   daemon::Session session(loop, **t, be, sc, daemon::QubeState{});
   bool mic_wanted = false;
   session.set_mic_observer([&](const std::string&, bool started) {
@@ -752,9 +758,11 @@ int run_qube(const Options& o) {
   });
 
   // Buffers sized once.
-  std::vector<float> mix(frame * 2), mic(frame * 2);
+  std::vector<float> mix(step * 2), mic(step * 2);
   std::vector<int16_t> pcm(frame * 2), mic_pcm(frame * 2);
   uint64_t frames_total = 0, unsent = 0;
+  size_t assembled = 0;  // frames of the current network frame pulled so far
+  bool frame_sound = false;
   int64_t next_frame = net::mono_us(), next_poll = 0, last_sound_us = -1'000'000'000;
   uint32_t remote_latency_us = 0;
   net::StatePayload applied{};
@@ -767,6 +775,7 @@ int run_qube(const Options& o) {
       return remote_latency_us;
     }
     auto c = net_session.counters();
+    const int64_t frame_us = static_cast<int64_t>(frame) * 1000 / 48;
     return static_cast<uint32_t>(2 * frame_us + 6500 + (c.rtt_us > 0 ? c.rtt_us / 2 : 0));
   };
   // The far daemon's view of this qube, as its native agent hears it.
@@ -789,23 +798,30 @@ int run_qube(const Options& o) {
   auto period = [&](int64_t start_us, int64_t now) {
     daemon::PeriodTiming timing;
     timing.device_frames = frames_total;
-    timing.device_latency_us = latency_us();
+    // This step leaves with the frame it completes.
+    timing.device_latency_us =
+        latency_us() + static_cast<uint32_t>((frame - assembled - step) * 1000 / 48);
     timing.device_time_ns = (start_us + timing.device_latency_us) * 1000;
     // Playback: one frame to the network. After 300 ms of digital silence
     // (corked, or nothing playing) nothing is sent, so an idle qube costs
     // the network and the far audio domain nothing; the far side ends the
     // stream and restarts it cleanly when sound returns.
     be.pull(mix, timing);
-    bool sound = false;
     for (size_t i = 0; i < mix.size(); ++i) {
-      pcm[i] = static_cast<int16_t>(std::lround(std::clamp(mix[i], -1.0f, 1.0f) * 32767.0f));
-      sound |= pcm[i] != 0;
+      int16_t v = static_cast<int16_t>(std::lround(std::clamp(mix[i], -1.0f, 1.0f) * 32767.0f));
+      pcm[assembled * 2 + i] = v;
+      frame_sound |= v != 0;
     }
-    if (sound) {
-      last_sound_us = start_us;
-    }
-    if (start_us - last_sound_us < 300'000 && !(*ep)->send_audio(net_session, pcm, now)) {
-      ++unsent;  // the far side is not connected yet
+    assembled += step;
+    if (assembled == frame) {
+      assembled = 0;
+      if (frame_sound) {
+        last_sound_us = start_us;
+      }
+      frame_sound = false;
+      if (start_us - last_sound_us < 300'000 && !(*ep)->send_audio(net_session, pcm, now)) {
+        ++unsent;  // the far side is not connected yet
+      }
     }
     // Microphone: the jitter buffer plays on its own clock, always, as many
     // of its frames (the audio domain sends 10 ms) as make one period; the
@@ -815,18 +831,18 @@ int run_qube(const Options& o) {
     const size_t rxc = net_session.rx_channels();
     size_t filled = 0;
     std::fill(mic_pcm.begin(), mic_pcm.end(), int16_t{0});
-    while (rxf > 0 && filled + rxf <= frame) {
+    while (rxf > 0 && filled + rxf <= step) {
       net_session.pull(std::span(mic_pcm.data() + filled * rxc, rxf * rxc), now);
       filled += rxf;
     }
-    for (size_t i = 0; i < frame; ++i) {
+    for (size_t i = 0; i < step; ++i) {
       const bool have = i < filled;
       mic[2 * i] = have ? static_cast<float>(mic_pcm[rxc == 1 ? i : 2 * i]) / 32768.0f : 0.0f;
       mic[2 * i + 1] =
           have ? static_cast<float>(mic_pcm[rxc == 1 ? i : 2 * i + 1]) / 32768.0f : 0.0f;
     }
     be.push_mic(mic, timing);
-    frames_total += frame;
+    frames_total += step;
   };
   loop.add_fd((*ep)->fd(), POLLIN, [&](short) { (*ep)->handle_events(net::mono_us()); });
   loop.add_timer(
@@ -838,12 +854,12 @@ int run_qube(const Options& o) {
           (*ep)->tick(now);
         }
         apply_peer_state(now);
-        if (now > next_frame + 20 * frame_us) {
+        if (now > next_frame + 20 * step_us) {
           next_frame = now;  // far behind (suspend, overload): resynchronise, no burst
         }
         while (now >= next_frame) {
           period(next_frame, now);
-          next_frame += frame_us;
+          next_frame += step_us;
         }
         if (g_dump) {
           g_dump = 0;

@@ -50,7 +50,6 @@
 #include "qaudio/negotiation.hpp"
 #include "qaudio/protocol.hpp"
 #include "relay_backend.hpp"
-#include "resampler.hpp"
 #include "session.hpp"
 
 namespace {

@@ -1,7 +1,5 @@
 #include "relay_backend.hpp"
 
-#include <algorithm>
-
 #include "mixing_backend.hpp"  // mix_sources
 
 namespace qaudio::bridge {
@@ -47,10 +45,6 @@ Result<daemon::StreamHandle> RelayBackend::add_capture(const daemon::StreamInfo&
 
 void RelayBackend::remove_capture(daemon::StreamHandle h) {
   remove_from(cap_, h);
-}
-
-bool RelayBackend::has_capture() const {
-  return std::any_of(cap_.begin(), cap_.end(), [](const auto& s) { return s.ptr != nullptr; });
 }
 
 size_t RelayBackend::pull(std::span<float> mix, const daemon::PeriodTiming& timing) {

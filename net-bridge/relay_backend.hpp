@@ -45,7 +45,6 @@ class RelayBackend final : public daemon::Backend {
   size_t pull(std::span<float> mix, const daemon::PeriodTiming& timing);
   // One period of microphone frames (period_frames * channels) to every sink.
   void push_mic(std::span<const float> in, const daemon::PeriodTiming& timing);
-  bool has_capture() const;
 
  private:
   template <typename T>

@@ -137,17 +137,28 @@ class NetBridgeE2E : public ::testing::Test {
     return path;
   }
 
-  // Starts daemon, audiovm bridge, shim, qube bridge and agent (`protocol`:
-  // the agent's --protocol; auto = native with the qube bridge).
-  void start_all(const std::string& server_key,
-                 const std::string& client_key,
-                 const std::string& protocol = "auto") {
+  // The network part of every rig: the daemon (with `daemon_extra`), the
+  // audiovm bridge (with `audiovm_extra`), the shim and the qube bridge
+  // (with qube_extra_). The argv of both bridges is kept for restarts.
+  void start_network(const std::string& server_key,
+                     const std::string& client_key,
+                     const std::vector<std::string>& daemon_extra = {},
+                     const std::vector<std::string>& audiovm_extra = {}) {
     uint16_t port = free_udp_port();
-    auto d = Child::spawn(
-        {QAUDIO_DAEMON_PATH, "--channel", "unix:" + dir_.path() + "/vchan-audiovm", "--qube",
-         "work=" + std::to_string(kQubeDomid), "--audio-domid", std::to_string(kAudioDomid),
-         "--backend", "pulse:" + audio_->server(), "--control", control(), "-v"},
-        audio_->client_env(), dir_.path() + "/daemon.log");
+    std::vector<std::string> dargv{QAUDIO_DAEMON_PATH,
+                                   "--channel",
+                                   "unix:" + dir_.path() + "/vchan-audiovm",
+                                   "--qube",
+                                   "work=" + std::to_string(kQubeDomid),
+                                   "--audio-domid",
+                                   std::to_string(kAudioDomid),
+                                   "--backend",
+                                   "pulse:" + audio_->server(),
+                                   "--control",
+                                   control(),
+                                   "-v"};
+    dargv.insert(dargv.end(), daemon_extra.begin(), daemon_extra.end());
+    auto d = Child::spawn(dargv, audio_->client_env(), dir_.path() + "/daemon.log");
     ASSERT_TRUE(d);
     daemon_ = std::move(*d);
     audiovm_argv_ = {QAUDIO_BRIDGE_PATH,
@@ -161,6 +172,7 @@ class NetBridgeE2E : public ::testing::Test {
                      "unix:" + dir_.path() + "/vchan-audiovm",
                      "--audio-domid",
                      std::to_string(kAudioDomid)};
+    audiovm_argv_.insert(audiovm_argv_.end(), audiovm_extra.begin(), audiovm_extra.end());
     auto b = Child::spawn(audiovm_argv_, {}, audiovm_log());
     ASSERT_TRUE(b);
     audiovm_bridge_ = std::move(*b);
@@ -188,6 +200,17 @@ class NetBridgeE2E : public ::testing::Test {
     auto q = Child::spawn(qube_argv_, {}, dir_.path() + "/qube-bridge.log");
     ASSERT_TRUE(q);
     qube_bridge_ = std::move(*q);
+  }
+
+  // Starts the network rig and the agent (`protocol`: the agent's
+  // --protocol; auto = native with the qube bridge).
+  void start_all(const std::string& server_key,
+                 const std::string& client_key,
+                 const std::string& protocol = "auto") {
+    start_network(server_key, client_key);
+    if (HasFatalFailure()) {
+      return;
+    }
     auto a =
         Child::spawn({QAUDIO_AGENT_PATH, "--backend", "pulse:" + app_->server(), "--channel",
                       "unix:" + dir_.path() + "/vchan-qube", "--domid", std::to_string(kQubeDomid),
@@ -237,46 +260,13 @@ class NetBridgeE2E : public ::testing::Test {
     qaudio::test::write_file(dir_.path() + "/policy/50-audio.policy",
                              "qaudio.Mic * work sys-audio allow\n"
                              "qaudio.Play * @anyvm sys-audio allow\n");
-    uint16_t port = free_udp_port();
-    auto d =
-        Child::spawn({QAUDIO_DAEMON_PATH, "--channel", "unix:" + dir_.path() + "/vchan-audiovm",
-                      "--qube", "work=" + std::to_string(kQubeDomid), "--audio-domid",
-                      std::to_string(kAudioDomid), "--backend", "pulse:" + audio_->server(),
-                      "--policy-dir", dir_.path() + "/policy", "--audio-qube", "sys-audio",
-                      "--state-dir", dir_.path() + "/state", "--control", control(), "-v"},
-                     audio_->client_env(), dir_.path() + "/daemon.log");
-    ASSERT_TRUE(d);
-    daemon_ = std::move(*d);
-    auto b = Child::spawn(
-        {QAUDIO_BRIDGE_PATH, "--role", "audiovm", "--listen", "127.0.0.1:" + std::to_string(port),
-         "--peer", "work:" + std::to_string(kQubeDomid) + ":" + key, "--channel",
-         "unix:" + dir_.path() + "/vchan-audiovm", "--audio-domid", std::to_string(kAudioDomid),
-         "--control", control()},
-        {}, audiovm_log());
-    ASSERT_TRUE(b);
-    audiovm_bridge_ = std::move(*b);
-    shim_ = std::make_unique<ShimThread>(port);
-    shim_->shim().loss = loss_;
-    shim_->shim().jitter_us = jitter_us_;
-    shim_->start();
-    std::vector<std::string> qargv{
-        QAUDIO_BRIDGE_PATH,
-        "--role",
-        "qube",
-        "--connect",
-        "127.0.0.1:" + std::to_string(shim_->shim().client_facing_port()),
-        "--key",
-        key,
-        "--channel",
-        "unix:" + dir_.path() + "/vchan-qube",
-        "--domid",
-        std::to_string(kQubeDomid),
-        "--audiovm-domid",
-        std::to_string(kAudioDomid)};
-    qargv.insert(qargv.end(), qube_extra_.begin(), qube_extra_.end());
-    auto q = Child::spawn(qargv, {}, dir_.path() + "/qube-bridge.log");
-    ASSERT_TRUE(q);
-    qube_bridge_ = std::move(*q);
+    start_network(key, key,
+                  {"--policy-dir", dir_.path() + "/policy", "--audio-qube", "sys-audio",
+                   "--state-dir", dir_.path() + "/state"},
+                  {"--control", control()});
+    if (HasFatalFailure()) {
+      return;
+    }
     auto a = Child::spawn({QAUDIO_FAKE_AGENT_PATH,
                            "--channel",
                            "unix:" + dir_.path() + "/vchan-qube",

@@ -40,6 +40,21 @@ std::vector<int16_t> tone_frame(uint32_t samples, uint64_t pos) {
   return f;
 }
 
+double thread_cpu_s() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
+
+// A second of varied input in frames of n samples, cycled by the benchmarks.
+std::vector<std::vector<int16_t>> one_second_of_frames(uint32_t n) {
+  std::vector<std::vector<int16_t>> frames;
+  for (uint32_t i = 0; i < 48000 / n; ++i) {
+    frames.push_back(tone_frame(n, uint64_t{i} * n));
+  }
+  return frames;
+}
+
 void NetCodec(benchmark::State& st) {
   CodecParams p;
   p.channels = 2;
@@ -53,25 +68,18 @@ void NetCodec(benchmark::State& st) {
     return;
   }
   const uint32_t n = frame_samples(p.frame_quarter_ms);
-  // A second of varied input, cycled.
-  std::vector<std::vector<int16_t>> frames;
-  for (uint32_t i = 0; i < 48000 / n; ++i) {
-    frames.push_back(tone_frame(n, uint64_t{i} * n));
-  }
+  const auto frames = one_second_of_frames(n);
   std::vector<std::byte> coded(kMaxAudioData);
   std::vector<int16_t> out(n * 2);
   size_t i = 0;
-  timespec c0{}, c1{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+  const double c0 = thread_cpu_s();
   for (auto _ : st) {
     size_t len = (*enc)->encode(frames[i++ % frames.size()], coded);
     (*dec)->decode(Codec::Opus, std::span(coded.data(), len), out, n, false);
     benchmark::DoNotOptimize(out.data());
   }
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
   // Thread CPU time over the audio time coded: % of one core per stereo stream.
-  double cpu_s = static_cast<double>(c1.tv_sec - c0.tv_sec) +
-                 static_cast<double>(c1.tv_nsec - c0.tv_nsec) / 1e9;
+  double cpu_s = thread_cpu_s() - c0;
   double audio_s = static_cast<double>(st.iterations()) * n / 48000.0;
   st.counters["core_pct"] = 100.0 * cpu_s / audio_s;
   st.SetLabel(std::to_string(p.frame_quarter_ms * 5 / 2) + " ms, " +
@@ -86,12 +94,6 @@ BENCHMARK(NetCodec)
     ->Args({4, 64000, 5})
     ->Unit(benchmark::kMicrosecond);
 
-double thread_cpu_s() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
-}
-
 void NetCodecPlayout(benchmark::State& st) {
   CodecParams p;
   p.channels = 2;
@@ -103,10 +105,7 @@ void NetCodecPlayout(benchmark::State& st) {
     return;
   }
   const uint32_t n = frame_samples(p.frame_quarter_ms);
-  std::vector<std::vector<int16_t>> frames;
-  for (uint32_t i = 0; i < 48000 / n; ++i) {
-    frames.push_back(tone_frame(n, uint64_t{i} * n));
-  }
+  const auto frames = one_second_of_frames(n);
   std::vector<std::byte> coded(kMaxAudioData);
   std::vector<int16_t> decoded(n * 2), out(n * 2);
   uint32_t pos = n;  // decoded frame consumed so far (as NetSession's fifo_)

@@ -1,7 +1,8 @@
 // qaudio-latency-probe: the end-to-end latency qaudio adds, measured on one
-// machine with real servers. It starts an "audio qube" PulseAudio running
-// qubes-audiovm-daemon --backend pulse and an "app qube" PulseAudio running
-// qubes-audio-agent --backend pulse, joined by the unix channel, then plays
+// machine with real servers. It starts an "audio qube" sound server running
+// qubes-audiovm-daemon and an "app qube" sound server running
+// qubes-audio-agent, joined by the unix channel (each server PulseAudio, or
+// PipeWire + WirePlumber + pipewire-pulse with --server pipewire), then plays
 // the same impulse train, at the same instants, through two streams opened
 // back to back with the same buffer settings (20 ms target):
 //   left channel:  directly into the audio qube's sink "out" (the baseline);
@@ -12,6 +13,7 @@
 //
 //   qaudio-latency-probe [--impulses N] [--agent PATH] [--daemon PATH] [--keep DIR] [-v]
 //                        [--mode native|stock] (default both)
+//                        [--server pulse|pipewire] (both qubes' sound servers; default pulse)
 //                        [--daemon-arg=ARG]... [--agent-arg=ARG]...   (extra options, e.g.
 //                        --daemon-arg=--native-target-ms=4 to try other settings)
 #include <pulse/error.h>
@@ -24,6 +26,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <thread>
 
 #include "sound_servers.hpp"
@@ -32,6 +35,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using qaudio::test::Child;
+using qaudio::test::EnvVars;
+using qaudio::test::PipeWireStack;
 using qaudio::test::PulseServer;
 using qaudio::test::wait_until;
 
@@ -53,6 +58,30 @@ struct Simple {
       pa_simple_free(s);
     }
   }
+};
+
+// One qube's sound server: PulseAudio, or PipeWire with WirePlumber and
+// pipewire-pulse (the probe's own streams are PulseAudio clients either way).
+class SoundServer {
+ public:
+  SoundServer(const std::string& dir, bool pipewire, bool realtime) {
+    if (pipewire) {
+      pw_ = std::make_unique<PipeWireStack>(dir);
+    } else {
+      pulse_ = std::make_unique<PulseServer>(dir);
+      pulse_->set_realtime(realtime);
+    }
+  }
+  bool start() { return pw_ ? pw_->start() && pw_->start_pipewire_pulse() : pulse_->start(); }
+  std::string error() const { return pw_ ? pw_->last_error() : pulse_->last_error(); }
+  std::string server() const { return pw_ ? pw_->pulse_server() : pulse_->server(); }
+  EnvVars client_env() const { return pw_ ? pw_->client_env() : pulse_->client_env(); }
+  // The --backend argument for qaudio's daemon or agent on this server.
+  std::string backend() const { return pw_ ? "pipewire" : "pulse:" + pulse_->server(); }
+
+ private:
+  std::unique_ptr<PulseServer> pulse_;
+  std::unique_ptr<PipeWireStack> pw_;
 };
 
 bool open_stream(Simple& out,
@@ -98,8 +127,8 @@ struct Result {
 
 // `before_close` runs while the streams are still open (the counters then do
 // not include the end of the stream).
-Result measure(const PulseServer& audio,
-               const PulseServer& app,
+Result measure(const SoundServer& audio,
+               const SoundServer& app,
                int impulses,
                const std::function<void()>& before_close) {
   Result res;
@@ -170,6 +199,7 @@ int main(int argc, char** argv) {
   std::string keep;
   bool verbose = false;
   bool realtime = true;
+  bool pipewire = false;
   std::vector<std::string> daemon_extra, agent_extra;
   std::string only_mode;  // native or stock; empty: both
   for (int i = 1; i < argc; ++i) {
@@ -188,6 +218,9 @@ int main(int argc, char** argv) {
       only_mode = argv[++i];
     } else if (a == "-v") {
       verbose = true;
+    } else if (a == "--server" && i + 1 < argc &&
+               (std::string(argv[i + 1]) == "pulse" || std::string(argv[i + 1]) == "pipewire")) {
+      pipewire = std::string(argv[++i]) == "pipewire";
     } else if (a == "--no-realtime") {
       realtime = false;
     } else if (a == "--keep" && i + 1 < argc) {
@@ -195,12 +228,13 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: qaudio-latency-probe [--impulses N] [--agent PATH] [--daemon PATH] "
-                   "[--keep DIR] [-v] [--no-realtime] [--mode native|stock] [--daemon-arg=ARG]... "
+                   "[--keep DIR] [-v] [--no-realtime] [--mode native|stock] "
+                   "[--server pulse|pipewire] [--daemon-arg=ARG]... "
                    "[--agent-arg=ARG]...\n");
       return 2;
     }
   }
-  for (const char* p : {"pulseaudio", "pactl"}) {
+  for (const char* p : {pipewire ? "pipewire-pulse" : "pulseaudio", "pactl"}) {
     if (!qaudio::test::have_program(p)) {
       std::fprintf(stderr, "qaudio-latency-probe: %s is not installed\n", p);
       return 1;
@@ -209,13 +243,11 @@ int main(int argc, char** argv) {
   qaudio::test::TempDir dir("latency-probe");
   const std::string base = keep.empty() ? dir.path() : keep;
   qaudio::test::make_dir(base);
-  PulseServer audio(base + "/audioqube");
-  PulseServer app(base + "/appqube");
-  audio.set_realtime(realtime);
-  app.set_realtime(realtime);
+  SoundServer audio(base + "/audioqube", pipewire, realtime);
+  SoundServer app(base + "/appqube", pipewire, realtime);
   if (!audio.start() || !app.start()) {
-    std::fprintf(stderr, "qaudio-latency-probe: a PulseAudio did not start: %s %s\n",
-                 audio.last_error().c_str(), app.last_error().c_str());
+    std::fprintf(stderr, "qaudio-latency-probe: a sound server did not start: %s %s\n",
+                 audio.error().c_str(), app.error().c_str());
     return 1;
   }
   qaudio::test::use_private_env_in_process(audio.client_env());
@@ -229,7 +261,7 @@ int main(int argc, char** argv) {
                                  "--audio-domid",
                                  "1",
                                  "--backend",
-                                 "pulse:" + audio.server(),
+                                 audio.backend(),
                                  "--control",
                                  base + "/control.sock",
                                  "-v"};
@@ -278,8 +310,8 @@ int main(int argc, char** argv) {
     }
     std::string log = base + "/agent-" + mode + ".log";
     std::vector<std::string> aargs{
-        agent,     "--backend", "pulse:" + app.server(), "--channel", "unix:" + vchan,
-        "--domid", "5",         "--audiovm-domid",       "1",         "--protocol",
+        agent,     "--backend", app.backend(),     "--channel", "unix:" + vchan,
+        "--domid", "5",         "--audiovm-domid", "1",         "--protocol",
         mode,      "-v"};
     aargs.insert(aargs.end(), agent_extra.begin(), agent_extra.end());
     auto ag = Child::spawn(aargs, app.client_env(), log);

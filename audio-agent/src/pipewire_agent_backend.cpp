@@ -80,6 +80,7 @@ class PipeWireAgentBackend final : public AgentBackend {
   std::atomic<double> ratio_{1.0};
   std::atomic<uint64_t> cycles_{0};
   std::atomic<uint32_t> quantum_{0};  // frames per cycle, last used
+  uint64_t clock_position_ = 0;       // samples since the first cycle (data thread)
   ClockFollower follower_;            // agent loop thread
   bool logged_driving_ = false;
   int64_t last_ratio_log_ns_ = 0;
@@ -105,11 +106,25 @@ void PipeWireAgentBackend::on_process(void* data) {
     return;
   }
   if (c->sink) {
-    // Driving: the clock the followers see carries the production ratio
-    // (1.0 = nominal; > 1 = faster, following the audio domain's device).
+    // Driving: this node is the graph's clock, so it keeps the clock that
+    // followers time their streams by, as a device driver does: the cycle's
+    // start, the sample position, when the next cycle starts, and the
+    // production ratio (1.0 = nominal; > 1 = faster, following the audio
+    // domain's device). Left at 0, nsec and position give clients
+    // (pw_stream_get_time) a clock that never moves.
     spa_io_position* pos = self->position_.load(std::memory_order_relaxed);
     if (pos != nullptr && pw_stream_is_driving(s)) {
-      pos->clock.rate_diff = self->ratio_.load(std::memory_order_relaxed);
+      spa_io_clock& c = pos->clock;
+      const double ratio = self->ratio_.load(std::memory_order_relaxed);
+      const int64_t t = now_ns();
+      const uint32_t rate = c.rate.denom != 0 ? c.rate.denom : self->opts_.rate;
+      c.nsec = static_cast<uint64_t>(t);
+      c.position = self->clock_position_;
+      self->clock_position_ += c.duration;
+      c.rate_diff = ratio;
+      c.delay = 0;
+      c.next_nsec = static_cast<uint64_t>(
+          t + static_cast<int64_t>(static_cast<double>(c.duration) * 1e9 / rate / ratio));
     }
     uint32_t off = std::min(d.chunk->offset, d.maxsize);
     uint32_t size = std::min(d.chunk->size, d.maxsize - off);

@@ -5,6 +5,8 @@
 #include "pipewire_agent_backend.hpp"
 
 #include <gtest/gtest.h>
+#include <pipewire/pipewire.h>
+#include <spa/param/audio/format-utils.h>
 
 #include <regex>
 #include <thread>
@@ -160,6 +162,131 @@ TEST(PipeWireAgentBackend, remote_latency_is_the_sink_process_latency_and_follow
         << "no port Latency of " << ms << " ms in pw-dump (seen " << last.size() << " values)"
         << (getenv("QAUDIO_DEBUG_DUMP") ? pw.pw_dump().out : std::string());
   }
+  loop.post([&] {
+    be->stop();
+    loop.quit();
+  });
+  th.join();
+}
+
+// What an app playing into "Qubes audio" is told, read the way apps read it
+// (pw_stream_get_time, which pipewire-pulse also forwards to PulseAudio
+// clients): the graph clock our driver keeps moves with real time (before,
+// its time and position stayed at 0), and the delay to the device includes
+// the latency beyond the graph (the audio domain's buffer and device).
+TEST(PipeWireAgentBackend, an_app_sees_a_running_clock_and_the_remote_latency) {
+  if (!qaudio::test::PipeWireStack::available()) {
+    GTEST_SKIP() << "pipewire stack missing";
+  }
+  qaudio::test::TempDir dir("agent-pw-clock");
+  qaudio::test::PipeWireStack pw(dir.path());
+  ASSERT_TRUE(pw.start()) << pw.last_error();
+  qaudio::test::use_private_env_in_process(pw.client_env());
+  EventLoop loop;
+  Recorder rec;
+  auto be = make_pipewire_agent_backend({});
+  std::thread th([&] { loop.run(); });
+  std::atomic<int> started{0};
+  loop.post([&] {
+    auto r = be->start(loop, rec);
+    EXPECT_TRUE(r) << r.error().message;
+    started = r ? 1 : -1;
+  });
+  ASSERT_TRUE(wait_until([&] { return started.load() != 0; }, 10s));
+  ASSERT_EQ(started.load(), 1);
+  loop.post([&] { be->set_remote_latency(std::chrono::milliseconds(40)); });
+
+  // The app: a playback stream of silence into qubes_audio.
+  struct App {
+    pw_thread_loop* tl = nullptr;
+    pw_stream* s = nullptr;
+    spa_hook hook{};
+  } app;
+  app.tl = pw_thread_loop_new("test-app", nullptr);
+  ASSERT_NE(app.tl, nullptr);
+  static const pw_stream_events events = [] {
+    pw_stream_events e{};
+    e.version = PW_VERSION_STREAM_EVENTS;
+    e.process = [](void* data) {
+      auto* a = static_cast<App*>(data);
+      pw_buffer* b = pw_stream_dequeue_buffer(a->s);
+      if (b == nullptr) {
+        return;
+      }
+      spa_data& d = b->buffer->datas[0];
+      uint32_t frames = b->requested != 0 ? static_cast<uint32_t>(b->requested) : 256;
+      frames = std::min<uint32_t>(frames, d.maxsize / 8);
+      if (d.data != nullptr) {
+        std::memset(d.data, 0, frames * 8);
+      }
+      d.chunk->offset = 0;
+      d.chunk->stride = 8;
+      d.chunk->size = frames * 8;
+      pw_stream_queue_buffer(a->s, b);
+    };
+    return e;
+  }();
+  pw_thread_loop_lock(app.tl);
+  app.s = pw_stream_new_simple(pw_thread_loop_get_loop(app.tl), "test-app",
+                               pw_properties_new(PW_KEY_MEDIA_TYPE, "Audio", PW_KEY_MEDIA_CATEGORY,
+                                                 "Playback", PW_KEY_TARGET_OBJECT, "qubes_audio",
+                                                 PW_KEY_NODE_LATENCY, "256/48000", nullptr),
+                               &events, &app);
+  ASSERT_NE(app.s, nullptr);
+  uint8_t buf[1024];
+  spa_pod_builder b = SPA_POD_BUILDER_INIT(buf, sizeof(buf));
+  spa_audio_info_raw info{};
+  info.format = SPA_AUDIO_FORMAT_F32_LE;
+  info.rate = 48000;
+  info.channels = 2;
+  info.position[0] = SPA_AUDIO_CHANNEL_FL;
+  info.position[1] = SPA_AUDIO_CHANNEL_FR;
+  const spa_pod* params[1] = {spa_format_audio_raw_build(&b, SPA_PARAM_EnumFormat, &info)};
+  ASSERT_EQ(pw_stream_connect(app.s, PW_DIRECTION_OUTPUT, PW_ID_ANY,
+                              static_cast<pw_stream_flags>(PW_STREAM_FLAG_AUTOCONNECT |
+                                                           PW_STREAM_FLAG_MAP_BUFFERS |
+                                                           PW_STREAM_FLAG_RT_PROCESS),
+                              params, 1),
+            0);
+  pw_thread_loop_unlock(app.tl);
+  ASSERT_EQ(pw_thread_loop_start(app.tl), 0);
+  auto get_time = [&] {
+    pw_time t{};
+    pw_thread_loop_lock(app.tl);
+    pw_stream_get_time_n(app.s, &t, sizeof(t));
+    pw_thread_loop_unlock(app.tl);
+    return t;
+  };
+  // Streaming into our sink, and the sink drives (the output is active).
+  ASSERT_TRUE(wait_until([&] { return rec.active.load() == 1 && get_time().ticks > 0; }, 15s, 50ms))
+      << "the app's stream never ran on Qubes audio's clock (ticks " << get_time().ticks << ")";
+  // The delay the app sees covers the 40 ms beyond the graph (plus at most
+  // a few quanta of the graph itself).
+  pw_time t0{};
+  EXPECT_TRUE(wait_until(
+      [&] {
+        t0 = get_time();
+        return t0.rate.denom > 0 && t0.delay * 1000 / static_cast<int64_t>(t0.rate.denom) >= 40;
+      },
+      10s, 50ms))
+      << "delay " << t0.delay << " at rate 1/" << t0.rate.denom;
+  EXPECT_LE(t0.delay * 1000 / static_cast<int64_t>(t0.rate.denom), 40 + 30);
+  const auto wall0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_until([&] { return std::chrono::steady_clock::now() - wall0 >= 1s; }, 5s));
+  pw_time t1 = get_time();
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  const double clock_s = static_cast<double>(t1.now - t0.now) * 1e-9;
+  const double ticks_s =
+      static_cast<double>(t1.ticks - t0.ticks) / static_cast<double>(t1.rate.denom);
+  EXPECT_GT(t0.now, 0) << "the graph clock's time stays at 0";
+  EXPECT_NEAR(clock_s, wall, 0.25) << "the graph clock's time does not follow real time";
+  EXPECT_NEAR(ticks_s, clock_s, 0.05 * clock_s + 0.011)
+      << "the graph position does not advance at the sample rate";
+
+  pw_thread_loop_stop(app.tl);
+  pw_stream_destroy(app.s);
+  pw_thread_loop_destroy(app.tl);
   loop.post([&] {
     be->stop();
     loop.quit();

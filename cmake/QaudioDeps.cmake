@@ -24,6 +24,7 @@ qaudio_optional_dep(SODIUM "libsodium")
 qaudio_optional_dep(BLUEZ "sdbus-c++")
 qaudio_optional_dep(SPEEXDSP "speexdsp")
 qaudio_optional_dep(SOXR "soxr")
+qaudio_optional_dep(SYSTEMD "libsystemd")
 
 find_package(Qt6 QUIET COMPONENTS Widgets Network Test)
 option(QAUDIO_WITH_QT "Build the Qt 6 mixer UI" ${Qt6_FOUND})

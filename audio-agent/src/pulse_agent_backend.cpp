@@ -118,8 +118,8 @@ Result<void> PulseAgentBackend::connect() {
   pa_mainloop_api_once(
       pa_threaded_mainloop_get_api(ml_),
       [](pa_mainloop_api*, void*) {
-        log_debug("pulse: stream thread %s real-time scheduling",
-                  make_thread_realtime(kRealtimePriority) ? "runs with" : "runs without");
+        log_info("pulse: stream thread runs with %s",
+                 make_thread_realtime(kRealtimePriority).describe().c_str());
       },
       nullptr);
   if (pa_context_connect(ctx_, opts_.server.empty() ? nullptr : opts_.server.c_str(),

@@ -305,7 +305,9 @@ void MixingBackend::run_period(const PeriodTiming& timing) {
 
 void MixingBackend::rt_main() {
   // It drives the device itself, as a sound server's I/O thread would.
-  rt_sched_.store(make_thread_realtime(10));
+  const RealtimeResult sched = make_thread_realtime(10);
+  rt_sched_.store(sched.granted);
+  log_debug("mixer: device thread runs with %s", sched.describe().c_str());
   RtScope rt;
   const int64_t period_ns = static_cast<int64_t>(period_frames_) * 1000000000 / format_.rate;
   const bool timer = paced_by_timer();

@@ -88,11 +88,8 @@ class PulseBackend final : public Backend {
       pa_mainloop_api_once(
           pa_threaded_mainloop_get_api(ml_),
           [](pa_mainloop_api*, void*) {
-            if (make_thread_realtime(kRealtimePriority)) {
-              log_info("pulse: stream thread runs with real-time scheduling");
-            } else {
-              log_info("pulse: stream thread runs without real-time scheduling");
-            }
+            log_info("pulse: stream thread runs with %s",
+                     make_thread_realtime(kRealtimePriority).describe().c_str());
           },
           nullptr);
       connect_locked();

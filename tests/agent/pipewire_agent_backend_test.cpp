@@ -11,6 +11,11 @@
 #include <regex>
 #include <thread>
 
+#include "qaudio/config.h"
+#if QAUDIO_HAVE_PULSE
+#include <pulse/pulseaudio.h>
+#endif
+
 #include "agent_tone.hpp"
 #include "sound_servers.hpp"
 
@@ -293,6 +298,111 @@ TEST(PipeWireAgentBackend, an_app_sees_a_running_clock_and_the_remote_latency) {
   });
   th.join();
 }
+
+#if QAUDIO_HAVE_PULSE
+// The same for a PulseAudio app in a PipeWire qube (most desktop apps):
+// pipewire-pulse hands the stream's delay on as the sink latency of the
+// stream's timing info (pa_stream_get_latency adds it), so the app is told
+// the latency beyond the graph too. (`pactl list sinks` prints 0 for every
+// sink on pipewire-pulse 0.3.65; the per-stream timing is what apps use.)
+TEST(PipeWireAgentBackend, a_pulseaudio_app_through_pipewire_pulse_is_told_the_remote_latency) {
+  if (!qaudio::test::PipeWireStack::available() || !qaudio::test::have_program("pipewire-pulse")) {
+    GTEST_SKIP() << "pipewire stack or pipewire-pulse missing";
+  }
+  qaudio::test::TempDir dir("agent-pw-pulse");
+  qaudio::test::PipeWireStack pw(dir.path());
+  ASSERT_TRUE(pw.start()) << pw.last_error();
+  ASSERT_TRUE(pw.start_pipewire_pulse()) << pw.last_error();
+  qaudio::test::use_private_env_in_process(pw.client_env());
+  EventLoop loop;
+  Recorder rec;
+  auto be = make_pipewire_agent_backend({});
+  std::thread th([&] { loop.run(); });
+  std::atomic<int> started{0};
+  loop.post([&] {
+    auto r = be->start(loop, rec);
+    EXPECT_TRUE(r) << r.error().message;
+    started = r ? 1 : -1;
+  });
+  ASSERT_TRUE(wait_until([&] { return started.load() != 0; }, 10s));
+  ASSERT_EQ(started.load(), 1);
+  loop.post([&] { be->set_remote_latency(std::chrono::milliseconds(40)); });
+
+  // The app: a libpulse playback stream of silence on qubes_audio.
+  pa_threaded_mainloop* ml = pa_threaded_mainloop_new();
+  ASSERT_NE(ml, nullptr);
+  pa_context* ctx = pa_context_new(pa_threaded_mainloop_get_api(ml), "test-app");
+  ASSERT_EQ(pa_context_connect(ctx, pw.pulse_server().c_str(), PA_CONTEXT_NOFLAGS, nullptr), 0);
+  ASSERT_EQ(pa_threaded_mainloop_start(ml), 0);
+  auto locked = [&](auto&& f) {
+    pa_threaded_mainloop_lock(ml);
+    auto v = f();
+    pa_threaded_mainloop_unlock(ml);
+    return v;
+  };
+  ASSERT_TRUE(wait_until(
+      [&] { return locked([&] { return pa_context_get_state(ctx) == PA_CONTEXT_READY; }); }, 10s));
+  pa_sample_spec ss{PA_SAMPLE_FLOAT32LE, 48000, 2};
+  pa_stream* st = locked([&] {
+    pa_stream* p = pa_stream_new(ctx, "test-app", &ss, nullptr);
+    pa_stream_set_write_callback(
+        p,
+        [](pa_stream* s, size_t n, void*) {
+          void* data = nullptr;
+          if (pa_stream_begin_write(s, &data, &n) == 0 && data != nullptr) {
+            std::memset(data, 0, n);
+            pa_stream_write(s, data, n, nullptr, 0, PA_SEEK_RELATIVE);
+          }
+        },
+        nullptr);
+    pa_stream_connect_playback(p, "qubes_audio", nullptr,
+                               static_cast<pa_stream_flags_t>(PA_STREAM_AUTO_TIMING_UPDATE),
+                               nullptr, nullptr);
+    return p;
+  });
+  ASSERT_TRUE(wait_until(
+      [&] { return locked([&] { return pa_stream_get_state(st) == PA_STREAM_READY; }); }, 10s));
+  // Fresh timing info until the stream plays on our clock: its sink latency
+  // then includes the 40 ms (and at most a few quanta more).
+  pa_usec_t sink_usec = 0;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        pa_operation* op =
+            locked([&] { return pa_stream_update_timing_info(st, nullptr, nullptr); });
+        if (op == nullptr) {
+          return false;
+        }
+        wait_until(
+            [&] {
+              return locked([&] { return pa_operation_get_state(op) != PA_OPERATION_RUNNING; });
+            },
+            2s, 5ms);
+        sink_usec = locked([&] {
+          pa_operation_unref(op);
+          const pa_timing_info* ti = pa_stream_get_timing_info(st);
+          return ti != nullptr ? ti->sink_usec : pa_usec_t{0};
+        });
+        return sink_usec >= 40'000;
+      },
+      15s, 100ms))
+      << "sink latency " << sink_usec << " us";
+  EXPECT_LE(sink_usec, 70'000u);
+  locked([&] {
+    pa_stream_disconnect(st);
+    pa_stream_unref(st);
+    pa_context_disconnect(ctx);
+    pa_context_unref(ctx);
+    return 0;
+  });
+  pa_threaded_mainloop_stop(ml);
+  pa_threaded_mainloop_free(ml);
+  loop.post([&] {
+    be->stop();
+    loop.quit();
+  });
+  th.join();
+}
+#endif
 
 }  // namespace
 }  // namespace qaudio::agent

@@ -142,16 +142,9 @@ PlaybackCounters PlaybackStream::counters() const {
   c.frames_consumed = frames_consumed_.load(std::memory_order_relaxed);
   c.device_frames = device_frames_.load(std::memory_order_relaxed);
   c.fill_bytes = static_cast<uint32_t>(ring_.readable());
-  // While running, the fill averaged over the device's pulls: the queue
-  // rises with each write and falls with each pull, and a sample taken at a
-  // random moment (a report timer) can be anywhere on that sawtooth, up to a
-  // whole write or pull off. The mean is the latency a sample actually sees.
-  double qube_frames = mean_fill_pub_.load(std::memory_order_relaxed);
-  if (qube_frames < 0) {
-    qube_frames = static_cast<double>(c.fill_bytes / frame_bytes_) +
-                  pending_frames_.load(std::memory_order_relaxed) +
-                  filter_frames_.load(std::memory_order_relaxed);
-  }
+  double qube_frames = static_cast<double>(c.fill_bytes / frame_bytes_) +
+                       pending_frames_.load(std::memory_order_relaxed) +
+                       filter_frames_.load(std::memory_order_relaxed);
   c.latency_us = static_cast<uint32_t>(qube_frames * 1e6 / config_.format.rate) +
                  device_latency_us_.load(std::memory_order_relaxed);
   c.rate_adjust_ppm = rate_adjust_ppm_.load(std::memory_order_relaxed);
@@ -247,26 +240,6 @@ void PlaybackStream::steer_rate(size_t fill_frames, size_t frames) {
   rate_adjust_ppm_.store(resampler_->adjust_ppm(), std::memory_order_relaxed);
 }
 
-double PlaybackStream::queued_frames() const {
-  return static_cast<double>(ring_.readable() / frame_bytes_ + (dev_in_len_ - dev_in_pos_)) +
-         (resampler_ ? resampler_->input_latency() : 0);
-}
-
-// The fill over one pull goes from `before` to `after` (writes land in
-// between at any time): its mean is taken as their midpoint, then smoothed
-// over about 200 ms of pulls. Reset whenever the stream is not running.
-void PlaybackStream::track_mean_fill(double before, double after, size_t frames) {
-  if (!running_) {
-    mean_fill_ = -1.0;
-  } else {
-    const double mid = (before + after) / 2;
-    const double a = std::min(
-        1.0, static_cast<double>(frames) / (0.2 * static_cast<double>(config_.device.rate)));
-    mean_fill_ = mean_fill_ < 0 ? mid : mean_fill_ + (mid - mean_fill_) * a;
-  }
-  mean_fill_pub_.store(static_cast<float>(mean_fill_), std::memory_order_relaxed);
-}
-
 size_t PlaybackStream::pull(std::span<float> out, size_t frames, const PeriodTiming& timing) {
   const uint32_t ch = config_.device.channels;
   frames = std::min(frames, out.size() / ch);
@@ -288,7 +261,6 @@ size_t PlaybackStream::pull(std::span<float> out, size_t frames, const PeriodTim
                             muted_.load(std::memory_order_relaxed)));
 
   size_t produced = 0, lead = 0;
-  const double fill_before = queued_frames();
   if (corked_.load(std::memory_order_relaxed)) {
     running_ = false;
   } else {
@@ -317,7 +289,6 @@ size_t PlaybackStream::pull(std::span<float> out, size_t frames, const PeriodTim
     }
   }
   running_pub_.store(running_, std::memory_order_relaxed);
-  track_mean_fill(fill_before, queued_frames(), frames);
   std::memset(dst + (lead + produced) * ch, 0, (frames - lead - produced) * ch * sizeof(float));
   gain_.apply(dst, frames, ch);
   // Level meter: the block's peak, or the held peak decaying (time constant

@@ -104,8 +104,6 @@ class PlaybackStream final : public PlaybackSource {
   size_t fill_input(size_t want_frames);
   size_t produce(float* out, size_t frames);
   void steer_rate(size_t fill_frames, size_t frames);
-  double queued_frames() const;  // RT thread: ring + converted, not yet played
-  void track_mean_fill(double before, double after, size_t frames);
 
   PlaybackConfig config_;
   size_t frame_bytes_;
@@ -128,7 +126,6 @@ class PlaybackStream final : public PlaybackSource {
   bool running_ = false;
   double integral_ = 0.0;
   double fill_avg_ = -1.0;
-  double mean_fill_ = -1.0;  // qube frames, averaged over pulls (-1: not running)
 
   // main -> RT controls
   std::atomic<uint32_t> volume_percent_;
@@ -147,7 +144,6 @@ class PlaybackStream final : public PlaybackSource {
   std::atomic<uint32_t> device_latency_us_{0};
   std::atomic<uint32_t> pending_frames_{0};  // converted but not yet resampled
   std::atomic<uint32_t> filter_frames_{0};   // resampler delay (qube frames)
-  std::atomic<float> mean_fill_pub_{-1.0f};  // mean_fill_ for counters()
   std::atomic<int32_t> rate_adjust_ppm_{0};
   std::atomic<bool> running_pub_{false};
   std::atomic<float> level_pub_{0.0f};

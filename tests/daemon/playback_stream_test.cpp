@@ -394,38 +394,5 @@ TEST(PlaybackStream, AFirstRequestLargerThanThePrebufferIsLeadBySilence) {
   EXPECT_EQ(s->counters().underruns, 1u);
 }
 
-// A qube that writes 20 ms at a time into a device that pulls 5 ms: the fill
-// is a 15 ms sawtooth. The reported latency is its mean, steady from one
-// pull to the next (before, it was the fill at the moment asked, anywhere
-// on the sawtooth: sampled by a 100 ms report timer in phase with the
-// writes, it could sit at one end for seconds, and the agent's backlog
-// trimmer took the swing for a backlog).
-TEST(PlaybackStream, TheReportedLatencyIsTheMeanFillNotAPointOnTheSawtooth) {
-  const StreamFormat f32{SampleFormat::F32LE, 48000, 2};
-  auto s = make({.format = f32, .device = kDev, .target_fill = std::chrono::milliseconds(8)});
-  std::vector<float> burst(960 * 2, 0.25f);  // 20 ms
-  std::vector<float> out(240 * 2);           // 5 ms pulls
-  PeriodTiming t;
-  double fill_min = 1e9, lat_min = 1e9, lat_max = 0;
-  for (int cycle = 0; cycle < 200; ++cycle) {  // 4 s
-    ASSERT_EQ(s->write(to_bytes(burst)), burst.size() * 4);
-    for (int p = 0; p < 4; ++p) {
-      s->pull(out, 240, t);
-      if (cycle >= 50) {  // after 1 s (the mean settles within ~0.5 s)
-        auto c = s->counters();
-        fill_min = std::min(fill_min, c.fill_bytes / 8 * 1000.0 / 48000.0);
-        lat_min = std::min(lat_min, c.latency_us / 1000.0);
-        lat_max = std::max(lat_max, c.latency_us / 1000.0);
-      }
-    }
-  }
-  EXPECT_EQ(s->counters().underruns, 0u);
-  // The fill after each pull is trough + 15, + 10, + 5, + 0 ms; between the
-  // pulls it rises by 20 ms at a write: its mean is trough + 10 ms.
-  EXPECT_LT(lat_max - lat_min, 2.0) << "reported " << lat_min << ".." << lat_max << " ms";
-  EXPECT_NEAR((lat_min + lat_max) / 2, fill_min + 10.0, 1.5)
-      << "trough " << fill_min << " ms, reported " << lat_min << ".." << lat_max << " ms";
-}
-
 }  // namespace
 }  // namespace qaudio::daemon

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   int64_t audiovm = -1;
   std::string audiovm_file;
   std::string protocol = "auto";
-  uint32_t latency_ms = 10;
+  uint32_t latency_ms = 0;  // 0: the backend's default (below)
   uint32_t negotiation_ms = 500;
   bool keep_devices = false;
   bool verbose = false;
@@ -67,9 +67,9 @@ int main(int argc, char** argv) {
                  "auto (native if the daemon answers, else stock) | stock | native")
       ->check(CLI::IsMember({"auto", "stock", "native"}))
       ->capture_default_str();
-  app.add_option("--latency-ms", latency_ms, "Target for the agent's own buffering")
-      ->check(CLI::Range(2u, 200u))
-      ->capture_default_str();
+  app.add_option("--latency-ms", latency_ms,
+                 "Target for the agent's own buffering (default: 8 for pipewire, 10 for pulse)")
+      ->check(CLI::Range(2u, 200u));
   app.add_option("--negotiation-timeout-ms", negotiation_ms,
                  "How long auto mode waits for a native answer")
       ->check(CLI::Range(10u, 10000u))
@@ -99,6 +99,13 @@ int main(int argc, char** argv) {
     watcher = std::move(*w);
   }
 
+  // Defaults measured with qaudio-latency-probe (docs/benchmarks.md): a
+  // PipeWire sink drives its graph on the audio domain's clock and holds
+  // 8 ms without underruns (5.3-8 ms added end to end; 10 ms gave 8-10.7,
+  // 6 ms more underruns); a PulseAudio monitor needs the margin of 10.
+  if (latency_ms == 0) {
+    latency_ms = backend == "pipewire" ? 8 : 10;
+  }
   std::unique_ptr<AgentBackend> be;
   if (backend == "pulse" || backend.rfind("pulse:", 0) == 0) {
     PulseAgentOptions po;

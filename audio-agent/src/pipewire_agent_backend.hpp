@@ -16,7 +16,7 @@
 // domain's ClockTicks + a PI loop on the queue; stock: the PI loop alone),
 // and the ratio is written as the clock's rate_diff.
 //
-//   auto be = make_pipewire_agent_backend({.latency_ms = 10});
+//   auto be = make_pipewire_agent_backend({.latency_ms = 8});
 #pragma once
 
 #include <memory>
@@ -26,7 +26,7 @@
 namespace qaudio::agent {
 
 struct PipeWireAgentOptions {
-  uint32_t latency_ms = 10;  // node.latency asked for (quantum at 48 kHz)
+  uint32_t latency_ms = 8;  // node.latency asked for (quantum at 48 kHz)
   uint32_t rate = 48000;
 };
 

@@ -51,7 +51,9 @@ mixer-screenshots: build
 
 bench: build
 	$(BUILD)/bench/qaudio-bench --benchmark_min_time=0.2
-	if [ -x $(BUILD)/bench/qaudio-latency-probe ]; then $(BUILD)/bench/qaudio-latency-probe; fi
+	if [ -x $(BUILD)/bench/qaudio-latency-probe ]; then \
+	  $(BUILD)/bench/qaudio-latency-probe --server pulse && \
+	  $(BUILD)/bench/qaudio-latency-probe --server pipewire; fi
 
 format:
 	git ls-files '*.cpp' '*.hpp' '*.h' | xargs clang-format -i

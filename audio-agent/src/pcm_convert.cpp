@@ -14,6 +14,9 @@ constexpr int kQuality = 5;
 }
 
 void decode_to_float(SampleFormat f, const std::byte* in, float* out, size_t samples) {
+  if (samples == 0) {
+    return;  // in/out may be null (an empty buffer's data())
+  }
   switch (f) {
     case SampleFormat::S16LE:
       for (size_t i = 0; i < samples; ++i) {
@@ -41,6 +44,9 @@ void decode_to_float(SampleFormat f, const std::byte* in, float* out, size_t sam
 }
 
 void encode_from_float(SampleFormat f, const float* in, std::byte* out, size_t samples) {
+  if (samples == 0) {
+    return;
+  }
   switch (f) {
     case SampleFormat::S16LE:
       for (size_t i = 0; i < samples; ++i) {

@@ -8,6 +8,7 @@
 #include <pipewire/pipewire.h>
 #include <spa/param/audio/format-utils.h>
 
+#include <cstdio>
 #include <regex>
 #include <thread>
 
@@ -275,6 +276,8 @@ TEST(PipeWireAgentBackend, an_app_sees_a_running_clock_and_the_remote_latency) {
       },
       10s, 50ms))
       << "delay " << t0.delay << " at rate 1/" << t0.rate.denom;
+  std::printf("the app's delay to the device: %.1f ms (40 ms beyond the graph)\n",
+              static_cast<double>(t0.delay) * 1000.0 / t0.rate.denom);
   EXPECT_LE(t0.delay * 1000 / static_cast<int64_t>(t0.rate.denom), 40 + 30);
   const auto wall0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(wait_until([&] { return std::chrono::steady_clock::now() - wall0 >= 1s; }, 5s));
@@ -386,6 +389,7 @@ TEST(PipeWireAgentBackend, a_pulseaudio_app_through_pipewire_pulse_is_told_the_r
       },
       15s, 100ms))
       << "sink latency " << sink_usec << " us";
+  std::printf("the app's sink latency: %.1f ms (40 ms beyond the graph)\n", sink_usec / 1000.0);
   EXPECT_LE(sink_usec, 70'000u);
   locked([&] {
     pa_stream_disconnect(st);

@@ -9,7 +9,7 @@ namespace qaudio::agent {
 
 void BacklogTrimmer::reset() {
   window_open_ = false;
-  settled_ = false;
+  settling_windows_ = kSettlingWindows;
   lowest_ = -1;
 }
 
@@ -34,8 +34,8 @@ int64_t BacklogTrimmer::due(int64_t now_ns) {
   }
   const int64_t min = window_min_;
   window_open_ = false;  // the next observe() opens the next window
-  if (!settled_) {
-    settled_ = true;  // the first window holds the prebuffering: not a level
+  if (settling_windows_ > 0) {
+    --settling_windows_;  // still settling (prebuffering, first requests): not a level
     return 0;
   }
   lowest_ = lowest_ < 0 ? min : std::min(lowest_, min);

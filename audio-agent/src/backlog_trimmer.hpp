@@ -10,8 +10,9 @@
 //
 // The level is the queue the stream runs at when nothing stalled: the lowest
 // window minimum seen since reset() (each uncork / connection: the daemon
-// prebuffers again; the first window, which holds that prebuffering, is not
-// counted), but at least `target` (--latency-ms). So a daemon that
+// prebuffers again; the first two windows, which hold that prebuffering
+// and the settling after it, are not counted), but at least `target`
+// (--latency-ms). So a daemon that
 // keeps a larger prebuffer is never trimmed below it (that would underrun),
 // and a stream that never stalled is never touched. The level is at most
 // `max_level` (60 ms, above the daemon's stock prebuffer of 40 ms): a queue
@@ -64,7 +65,13 @@ class BacklogTrimmer {
  private:
   Config cfg_{};
   bool window_open_ = false;
-  bool settled_ = false;  // the first window after reset() ended
+  // Windows after reset() that set no level: the queue is still settling
+  // (the daemon prebuffers, the device's first requests, a network bridge's
+  // lead). One was too few: a queue still ramping up in the second window
+  // set a level below the one it settled at, which then looked like a
+  // backlog; the trim ran the stream dry (NetBridgeE2E, ~1 run in 10).
+  static constexpr int kSettlingWindows = 2;
+  int settling_windows_ = kSettlingWindows;
   int64_t window_start_ = 0;
   int64_t window_min_ = 0;
   int64_t lowest_ = -1;  // the lowest whole-window minimum since reset()

@@ -132,6 +132,26 @@ TEST(BacklogTrimmer, the_prebuffering_window_after_reset_sets_no_level) {
   EXPECT_EQ(t.level_ns(), 30 * kMs);
 }
 
+// A queue that is still ramping up in the second window (a network bridge's
+// lead, a device's first large requests) sets no level: with only the first
+// window skipped, 10 ms became the level, the settled 20 ms looked like a
+// 10 ms backlog, and the trim ran the stream dry (NetBridgeE2E, about one
+// run in ten).
+TEST(BacklogTrimmer, a_queue_still_settling_in_the_second_window_sets_no_level) {
+  BacklogTrimmer t({.target_ns = 10 * kMs});
+  int64_t now = 0;
+  for (; now < 2'000 * kMs; now += 10 * kMs) {
+    t.observe(now * 20 / 2000, now);  // 0 -> 20 ms over two windows
+    EXPECT_EQ(t.due(now), 0);
+  }
+  for (; now < 8'000 * kMs; now += 10 * kMs) {
+    t.observe(20 * kMs + (now / (10 * kMs)) % 2 * 5 * kMs, now);
+    EXPECT_EQ(t.due(now), 0) << "trimmed at " << now / kMs << " ms";
+  }
+  EXPECT_EQ(t.level_ns(), 20 * kMs);
+  EXPECT_EQ(t.trims(), 0u);
+}
+
 // A 1 kHz sine at 48 kHz: 48 frames per period.
 std::vector<float> sine(size_t frames, size_t channels) {
   std::vector<float> v(frames * channels);

@@ -99,10 +99,11 @@ int main(int argc, char** argv) {
     watcher = std::move(*w);
   }
 
-  // Defaults measured with qaudio-latency-probe (docs/benchmarks.md): a
-  // PipeWire sink drives its graph on the audio domain's clock and holds
-  // 8 ms without underruns (5.3-8 ms added end to end; 10 ms gave 8-10.7,
-  // 6 ms more underruns); a PulseAudio monitor needs the margin of 10.
+  // Defaults measured with qaudio-latency-probe (docs/benchmarks.md, 10
+  // runs each): a PipeWire sink drives its graph on the audio domain's
+  // clock; at 8 ms native mode adds 8.0 ms (median over runs; 10 ms: 9.4 ms
+  // with fewer underruns; 6 ms: more underruns, no gain). A PulseAudio
+  // monitor needs the margin of 10.
   if (latency_ms == 0) {
     latency_ms = backend == "pipewire" ? 8 : 10;
   }

@@ -40,14 +40,12 @@ struct BusUnref {
   void operator()(sd_bus* b) const { sd_bus_flush_close_unref(b); }
 };
 
-std::string bus_error(const char* what, const sd_bus_error& e, int r) {
-  std::string s = std::string("RTKit: ") + what + ": ";
-  if (e.message != nullptr) {
-    s += e.message;
-  } else {
-    s += std::strerror(-r);
-  }
-  return s;
+// The error of a failed sd-bus call (freed here) as a Result error.
+Unexpected bus_fail(const char* what, sd_bus_error& e, int r) {
+  std::string s =
+      std::string("RTKit: ") + what + ": " + (e.message != nullptr ? e.message : std::strerror(-r));
+  sd_bus_error_free(&e);
+  return fail(std::move(s));
 }
 
 }  // namespace
@@ -65,17 +63,13 @@ Result<int> rtkit_make_thread_realtime(pid_t tid, int priority) {
   r = sd_bus_get_property_trivial(bus.get(), kRtkitName, kRtkitPath, kRtkitName,
                                   "MaxRealtimePriority", &err, 'i', &max_prio);
   if (r < 0) {
-    std::string m = bus_error("MaxRealtimePriority", err, r);
-    sd_bus_error_free(&err);
-    return fail(m);
+    return bus_fail("MaxRealtimePriority", err, r);
   }
   int64_t max_rttime = 0;
   r = sd_bus_get_property_trivial(bus.get(), kRtkitName, kRtkitPath, kRtkitName, "RTTimeUSecMax",
                                   &err, 'x', &max_rttime);
   if (r < 0) {
-    std::string m = bus_error("RTTimeUSecMax", err, r);
-    sd_bus_error_free(&err);
-    return fail(m);
+    return bus_fail("RTTimeUSecMax", err, r);
   }
   if (max_prio < 1 || max_rttime < 1) {
     return fail("RTKit: it grants no real-time priority (MaxRealtimePriority " +
@@ -94,9 +88,7 @@ Result<int> rtkit_make_thread_realtime(pid_t tid, int priority) {
   r = sd_bus_call_method(bus.get(), kRtkitName, kRtkitPath, kRtkitName, "MakeThreadRealtime", &err,
                          nullptr, "tu", static_cast<uint64_t>(tid), static_cast<uint32_t>(prio));
   if (r < 0) {
-    std::string m = bus_error("MakeThreadRealtime", err, r);
-    sd_bus_error_free(&err);
-    return fail(m);
+    return bus_fail("MakeThreadRealtime", err, r);
   }
   return prio;
 }

@@ -34,27 +34,56 @@ struct Recorder : AgentBackend::Listener {
   void on_backend_error(const std::string&) override {}
 };
 
+// A private PipeWire + WirePlumber (+ pipewire-pulse if asked) and the
+// backend started on an event-loop thread; stopped in that order's reverse
+// when the test ends.
+struct Rig {
+  explicit Rig(const char* name) : dir(name), pw(dir.path()) {}
+  ~Rig() {
+    if (th.joinable()) {
+      loop.post([&] {
+        be->stop();
+        loop.quit();
+      });
+      th.join();
+    }
+  }
+  ::testing::AssertionResult start(bool pipewire_pulse) {
+    if (!pw.start() || (pipewire_pulse && !pw.start_pipewire_pulse())) {
+      return ::testing::AssertionFailure() << pw.last_error();
+    }
+    qaudio::test::use_private_env_in_process(pw.client_env());
+    th = std::thread([&] { loop.run(); });
+    std::atomic<int> started{0};
+    std::string error;
+    loop.post([&] {
+      auto r = be->start(loop, rec);
+      error = r ? "" : r.error().message;
+      started = r ? 1 : -1;
+    });
+    if (!wait_until([&] { return started.load() != 0; }, 10s) || started.load() != 1) {
+      return ::testing::AssertionFailure() << "the backend did not start: " << error;
+    }
+    return ::testing::AssertionSuccess();
+  }
+  auto parts() { return std::tie(dir, pw, loop, rec, be); }
+
+  qaudio::test::TempDir dir;
+  qaudio::test::PipeWireStack pw;
+  EventLoop loop;
+  Recorder rec;
+  std::unique_ptr<AgentBackend> be = make_pipewire_agent_backend({});
+  std::thread th;
+};
+
 TEST(PipeWireAgentBackend, nodes_exist_tone_reaches_ring_and_mic_is_silent_but_valid) {
   if (!qaudio::test::PipeWireStack::available() || !qaudio::test::have_program("pw-play") ||
       !qaudio::test::have_program("sox")) {
     GTEST_SKIP() << "pipewire stack or sox missing";
   }
-  qaudio::test::TempDir dir("agent-pw");
-  qaudio::test::PipeWireStack pw(dir.path());
-  ASSERT_TRUE(pw.start()) << pw.last_error();
-  qaudio::test::use_private_env_in_process(pw.client_env());
-  EventLoop loop;
-  Recorder rec;
-  auto be = make_pipewire_agent_backend({});
-  std::thread th([&] { loop.run(); });
-  std::atomic<int> started{0};
-  loop.post([&] {
-    auto r = be->start(loop, rec);
-    EXPECT_TRUE(r) << r.error().message;
-    started = r ? 1 : -1;
-  });
-  ASSERT_TRUE(wait_until([&] { return started.load() != 0; }, 10s));
-  ASSERT_EQ(started.load(), 1);
+  Rig rig("agent-pw");
+  ASSERT_TRUE(rig.start(/*pipewire_pulse=*/false));
+  auto [dir, pw, loop, rec, be] = rig.parts();
 
   ASSERT_TRUE(wait_until(
       [&] {
@@ -115,12 +144,6 @@ TEST(PipeWireAgentBackend, nodes_exist_tone_reaches_ring_and_mic_is_silent_but_v
                                          pw.client_env(), 9600, 15s, dir.path() + "/pw-record.log");
   ASSERT_EQ(pcm.size(), 9600u);
   EXPECT_LT(test::rms_of(pcm, 1, 0), 1e-4);
-
-  loop.post([&] {
-    be->stop();
-    loop.quit();
-  });
-  th.join();
 }
 
 // The latency beyond the graph (set_remote_latency: the agent's queue plus the
@@ -130,22 +153,9 @@ TEST(PipeWireAgentBackend, remote_latency_is_the_sink_process_latency_and_follow
   if (!qaudio::test::PipeWireStack::available()) {
     GTEST_SKIP() << "pipewire stack missing";
   }
-  qaudio::test::TempDir dir("agent-pw-lat");
-  qaudio::test::PipeWireStack pw(dir.path());
-  ASSERT_TRUE(pw.start()) << pw.last_error();
-  qaudio::test::use_private_env_in_process(pw.client_env());
-  EventLoop loop;
-  Recorder rec;
-  auto be = make_pipewire_agent_backend({});
-  std::thread th([&] { loop.run(); });
-  std::atomic<int> started{0};
-  loop.post([&] {
-    auto r = be->start(loop, rec);
-    EXPECT_TRUE(r) << r.error().message;
-    started = r ? 1 : -1;
-  });
-  ASSERT_TRUE(wait_until([&] { return started.load() != 0; }, 10s));
-  ASSERT_EQ(started.load(), 1);
+  Rig rig("agent-pw-lat");
+  ASSERT_TRUE(rig.start(/*pipewire_pulse=*/false));
+  auto [dir, pw, loop, rec, be] = rig.parts();
   // The port Latency "ns" values pw-dump shows (only our sink sets one).
   auto reported = [&] {
     std::string d = pw.pw_dump().out;
@@ -168,11 +178,6 @@ TEST(PipeWireAgentBackend, remote_latency_is_the_sink_process_latency_and_follow
         << "no port Latency of " << ms << " ms in pw-dump (seen " << last.size() << " values)"
         << (getenv("QAUDIO_DEBUG_DUMP") ? pw.pw_dump().out : std::string());
   }
-  loop.post([&] {
-    be->stop();
-    loop.quit();
-  });
-  th.join();
 }
 
 // What an app playing into "Qubes audio" is told, read the way apps read it
@@ -184,22 +189,9 @@ TEST(PipeWireAgentBackend, an_app_sees_a_running_clock_and_the_remote_latency) {
   if (!qaudio::test::PipeWireStack::available()) {
     GTEST_SKIP() << "pipewire stack missing";
   }
-  qaudio::test::TempDir dir("agent-pw-clock");
-  qaudio::test::PipeWireStack pw(dir.path());
-  ASSERT_TRUE(pw.start()) << pw.last_error();
-  qaudio::test::use_private_env_in_process(pw.client_env());
-  EventLoop loop;
-  Recorder rec;
-  auto be = make_pipewire_agent_backend({});
-  std::thread th([&] { loop.run(); });
-  std::atomic<int> started{0};
-  loop.post([&] {
-    auto r = be->start(loop, rec);
-    EXPECT_TRUE(r) << r.error().message;
-    started = r ? 1 : -1;
-  });
-  ASSERT_TRUE(wait_until([&] { return started.load() != 0; }, 10s));
-  ASSERT_EQ(started.load(), 1);
+  Rig rig("agent-pw-clock");
+  ASSERT_TRUE(rig.start(/*pipewire_pulse=*/false));
+  auto [dir, pw, loop, rec, be] = rig.parts();
   loop.post([&] { be->set_remote_latency(std::chrono::milliseconds(40)); });
 
   // The app: a playback stream of silence into qubes_audio.
@@ -295,11 +287,6 @@ TEST(PipeWireAgentBackend, an_app_sees_a_running_clock_and_the_remote_latency) {
   pw_thread_loop_stop(app.tl);
   pw_stream_destroy(app.s);
   pw_thread_loop_destroy(app.tl);
-  loop.post([&] {
-    be->stop();
-    loop.quit();
-  });
-  th.join();
 }
 
 #if QAUDIO_HAVE_PULSE
@@ -312,23 +299,9 @@ TEST(PipeWireAgentBackend, a_pulseaudio_app_through_pipewire_pulse_is_told_the_r
   if (!qaudio::test::PipeWireStack::available() || !qaudio::test::have_program("pipewire-pulse")) {
     GTEST_SKIP() << "pipewire stack or pipewire-pulse missing";
   }
-  qaudio::test::TempDir dir("agent-pw-pulse");
-  qaudio::test::PipeWireStack pw(dir.path());
-  ASSERT_TRUE(pw.start()) << pw.last_error();
-  ASSERT_TRUE(pw.start_pipewire_pulse()) << pw.last_error();
-  qaudio::test::use_private_env_in_process(pw.client_env());
-  EventLoop loop;
-  Recorder rec;
-  auto be = make_pipewire_agent_backend({});
-  std::thread th([&] { loop.run(); });
-  std::atomic<int> started{0};
-  loop.post([&] {
-    auto r = be->start(loop, rec);
-    EXPECT_TRUE(r) << r.error().message;
-    started = r ? 1 : -1;
-  });
-  ASSERT_TRUE(wait_until([&] { return started.load() != 0; }, 10s));
-  ASSERT_EQ(started.load(), 1);
+  Rig rig("agent-pw-pulse");
+  ASSERT_TRUE(rig.start(/*pipewire_pulse=*/true));
+  auto [dir, pw, loop, rec, be] = rig.parts();
   loop.post([&] { be->set_remote_latency(std::chrono::milliseconds(40)); });
 
   // The app: a libpulse playback stream of silence on qubes_audio.
@@ -400,11 +373,6 @@ TEST(PipeWireAgentBackend, a_pulseaudio_app_through_pipewire_pulse_is_told_the_r
   });
   pa_threaded_mainloop_stop(ml);
   pa_threaded_mainloop_free(ml);
-  loop.post([&] {
-    be->stop();
-    loop.quit();
-  });
-  th.join();
 }
 #endif
 
